@@ -1,0 +1,90 @@
+"""`neurovox` command line. Subcommands follow the data flow:
+
+    simulate -> info -> preprocess -> train {speech, decoder, prior, likelihood}
+             -> resynth | decode -> evaluate -> cv ; demo runs the whole chain.
+
+Each subcommand lives in `neurovox/commands/<name>.py` as a thin wrapper over an importable
+function: `add_parser(subparsers)` declares its arguments and sets `func`, which returns an exit
+code. User errors (any `NeurovoxError`) are printed as one message without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from neurovox import __version__
+from neurovox.errors import NeurovoxError
+
+COMMANDS = ("simulate", "info", "preprocess", "train", "resynth", "decode", "evaluate", "cv", "demo")
+TRAIN_TARGETS = ("speech", "decoder", "prior", "likelihood")
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    """--config FILE, --set KEY=VALUE (repeatable) and --seed, shared by every configurable command."""
+    parser.add_argument("--config", metavar="FILE", help="YAML config file (sections as in the saved config.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config value, e.g. --set speech.max_epochs=5 (repeatable)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: the config's seed)")
+
+
+def add_run_args(parser: argparse.ArgumentParser, *, quick: bool = True) -> None:
+    parser.add_argument("--out", required=True, metavar="RUN", help="run directory to create (or resume)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    if quick:
+        parser.add_argument("--quick", action="store_true",
+                            help="small, fast settings (minutes on 2 CPU cores) for a first look")
+
+
+def _load(module: str):
+    try:
+        return importlib.import_module(f"neurovox.commands.{module}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"neurovox.commands.{module}":
+            return None  # subcommand not built yet
+        raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neurovox", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"neurovox {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        if name == "train":
+            train = sub.add_parser("train", help="train a model: speech | decoder | prior | likelihood")
+            train_sub = train.add_subparsers(dest="target", metavar="TARGET")
+            for target in TRAIN_TARGETS:
+                mod = _load(f"train_{target}")
+                if mod is not None:
+                    mod.add_parser(train_sub)
+            train.set_defaults(func=lambda args, p=train: (p.print_help(), 2)[1])
+            continue
+        mod = _load(name)
+        if mod is not None:
+            mod.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except NeurovoxError as exc:
+        print(f"neurovox {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        print(f"neurovox {args.command}: error: {exc.strerror or exc}: {exc.filename}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nneurovox {args.command}: interrupted; rerun the same command to resume.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

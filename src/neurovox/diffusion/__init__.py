@@ -1,0 +1,1 @@
+"""neurovox.diffusion"""
