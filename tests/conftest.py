@@ -15,3 +15,37 @@ def rng():
     import numpy as np
 
     return np.random.default_rng(0)
+
+
+# --------------------------------------------------------------------------- simulated participants
+# Session-scoped, small (seconds to generate); every test may read them but must not modify them
+# (copy first: `rec.replace(...)`, `arr.copy()`).
+SIM_SEED = 0
+
+
+@pytest.fixture(scope="session")
+def sim_hg_8x8():
+    """(Recording, GroundTruth): high gamma at 125 Hz, 8x8 grid (64 ch, 3 bad), 60 trials over
+    5 tasks (~2 min of speech, 16 kHz audio), snr_db 0, seed 0."""
+    from neurovox.simulate import SimulateConfig, simulate_participant
+
+    return simulate_participant(SimulateConfig(n_trials=60, layout="grid8x8"), SIM_SEED, kind="high_gamma")
+
+
+@pytest.fixture(scope="session")
+def sim_hg_path(sim_hg_8x8, tmp_path_factory):
+    """Path of `sim_hg_8x8`'s Recording written as Flinker HDF5 (ground truth: `sim_hg_8x8[1]`)."""
+    from neurovox.io import write_flinker_hdf5
+
+    return write_flinker_hdf5(sim_hg_8x8[0], tmp_path_factory.mktemp("sim_hg") / "sim01_high_gamma.h5")
+
+
+@pytest.fixture(scope="session")
+def sim_raw():
+    """(Recording, GroundTruth): raw voltage (V) at 1024 Hz, 2 sEEG shafts (16-32 contacts, >= 1 bad),
+    20 trials (~45 s), 60 Hz line noise, snr_db 0, seed 0. `GroundTruth.envelope` is the
+    noiseless high-gamma envelope (125 Hz frames) that modulates the 70-170 Hz carrier."""
+    from neurovox.simulate import SimulateConfig, simulate_participant
+
+    cfg = SimulateConfig(n_trials=20, layout="seeg", n_seeg_shafts=2, line_freq_hz=60.0)
+    return simulate_participant(cfg, SIM_SEED, kind="raw")

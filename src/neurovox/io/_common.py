@@ -67,3 +67,42 @@ def decode_strings(values: np.ndarray, *, matlab_char: bool = False) -> list[str
             v = "".join(str(x) for x in v.reshape(-1).tolist())
         out.append(str(v).strip())
     return out
+
+
+def describe_hdf5_error(exc: BaseException, where: str, what: str) -> str:
+    """A user-facing message for an exception raised while reading an HDF5-based file."""
+    import re
+
+    text = str(exc)
+    m = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", text)
+    if m:
+        have, want = int(m.group(1)), int(m.group(2))
+        return (f"{where} is truncated: it has {have} bytes but its HDF5 header says {want} "
+                f"({100 * have / max(want, 1):.0f} % present). The copy or download was interrupted: copy it again.")
+    first = text.splitlines()[0][:200] if text else ""
+    return (f"cannot read {where} as {what} ({type(exc).__name__}: {first}). "
+            "The file is probably truncated or corrupted: copy it again.")
+
+
+def trim_to_common_span(neural: np.ndarray, neural_sfreq_hz: float, audio: np.ndarray, audio_sfreq_hz: float,
+                        *, max_trim_s: float, where: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Trim the longer of two streams that start together to the common span, if they differ by <= `max_trim_s`.
+
+    Larger differences are left for `Recording` validation to report (they mean a wrong rate or
+    a wrong file, not a few trailing samples).
+    """
+    dur_n = neural.shape[0] / neural_sfreq_hz
+    dur_a = audio.shape[0] / audio_sfreq_hz
+    diff_s = dur_n - dur_a
+    if abs(diff_s) <= 1.0 / neural_sfreq_hz or abs(diff_s) > max_trim_s:
+        return neural, audio, []
+    if diff_s > 0:
+        n = int(np.ceil(dur_a * neural_sfreq_hz - 1e-9))
+        neural = neural[:n]
+        what = f"neural data trimmed from {dur_n:.4f} s to {n / neural_sfreq_hz:.4f} s"
+    else:
+        n = int(round(dur_n * audio_sfreq_hz))
+        audio = audio[:n]
+        what = f"audio trimmed from {dur_a:.4f} s to {n / audio_sfreq_hz:.4f} s"
+    return neural, audio, [f"audio and neural data in {where} differ by {abs(diff_s) * 1e3:.1f} ms: {what} "
+                           "(the common span)."]

@@ -58,7 +58,8 @@ def mark_nonfinite_bad(neural: np.ndarray, channels: pd.DataFrame, *,
     channels.loc[channels.index[bad_ch], "bad"] = True
     n_bad = int((~finite).sum())
     return neural, channels, [
-        f"{n_bad} NaN/Inf samples in {where} set to 0 and {len(bad_ch)} channels marked bad: {_names(channels, bad_ch)}."
+        f"{n_bad} NaN/Inf samples in {where} set to 0 and {len(bad_ch)} channels marked bad: "
+        f"{_names(channels, bad_ch)}."
     ]
 
 
@@ -155,3 +156,33 @@ def check_channels(neural: np.ndarray, channels: pd.DataFrame, *, nonfinite: str
             )
     channels, flat_notices = mark_flat_bad(neural, channels, where=where)
     return neural, channels, notices + flat_notices
+
+
+def check_grid_positions(channels: pd.DataFrame, *, where: str = "recording") -> None:
+    """Raise DataError if two channels of one group (grid) share a (row, col), or a position is half set."""
+    rows, cols = channels["row"].to_numpy(int), channels["col"].to_numpy(int)
+    half = np.flatnonzero((rows >= 0) != (cols >= 0))
+    if len(half):
+        raise DataError(f"channel {channels['name'].iloc[half[0]]!r} in {where} has grid row {rows[half[0]]} but col "
+                        f"{cols[half[0]]}: set both (>= 0) or neither (-1).")
+    placed = channels[(rows >= 0) & (cols >= 0)]
+    dup = placed[placed.duplicated(["group", "row", "col"], keep=False)]
+    if len(dup):
+        first = dup.iloc[0]
+        same = dup[(dup["group"] == first["group"]) & (dup["row"] == first["row"]) &
+                   (dup["col"] == first["col"])]["name"].tolist()
+        raise DataError(f"channels {same} in {where} share grid position (row {first['row']}, col {first['col']}); "
+                        "each contact needs its own position. Fix the channel_row/channel_col entries.")
+
+
+def trial_notices(trials: pd.DataFrame, *, where: str = "recording") -> list[str]:
+    """Notices about trials that are legal but worth knowing: overlaps (sorted by onset)."""
+    on = trials["onset_s"].to_numpy(float)
+    off = trials["offset_s"].to_numpy(float)
+    order = np.argsort(on, kind="stable")
+    overlap = np.flatnonzero(on[order][1:] < off[order][:-1])
+    if len(overlap) == 0:
+        return []
+    i, j = order[overlap[0]], order[overlap[0] + 1]
+    return [f"{len(overlap)} trials in {where} overlap the previous one (first: trial {j} starts at {on[j]:.3f} s "
+            f"before trial {i} ends at {off[i]:.3f} s); windows around them share frames."]

@@ -1,1 +1,20 @@
-"""neurovox.simulate"""
+"""Simulated participants with a known ground truth (speech corpus, encoding model, layouts).
+
+    from neurovox.simulate import SimulateConfig, simulate_participant, simulate
+    rec, gt = simulate_participant(SimulateConfig(n_trials=60, layout="grid8x8"), 0)   # high gamma, 125 Hz
+    recs, gt = simulate(SimulateConfig(), 0, ("high_gamma", "raw"))                 # both from one truth
+    gt.envelope      # (n_frames, n_channels) noiseless high gamma; gt.lag_s, gt.tuning_centre_mel, ...
+
+`neurovox simulate --out DIR` writes the files (Flinker HDF5, SWPD iBIDS/NWB, ground truth, config).
+The speech comes from the shipped corpus (`load_corpus`, rendered by scripts/render_corpus.py with
+flite and espeak-ng voices); the encoding model is documented in `neurovox.simulate.neural`.
+"""
+
+from neurovox.simulate.config import LAYOUTS, TASKS, SimulateConfig
+from neurovox.simulate.corpus import Corpus, Utterance, load_corpus
+from neurovox.simulate.layouts import Layout, make_layout
+from neurovox.simulate.participant import GroundTruth, simulate, simulate_participant
+from neurovox.simulate.speech import speech_feature
+
+__all__ = ["LAYOUTS", "TASKS", "SimulateConfig", "Corpus", "Utterance", "load_corpus", "Layout", "make_layout",
+           "GroundTruth", "simulate", "simulate_participant", "speech_feature"]

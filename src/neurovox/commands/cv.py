@@ -1,0 +1,44 @@
+"""`neurovox cv --data FILE --speech RUN --models resnet,lstm,linear --split kfold --folds 5 --out DIR`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    from neurovox.cli import add_config_args
+
+    p = subparsers.add_parser(
+        "cv", help="cross-validate decoders fold by fold (resumable) and write one comparison report",
+        description="Each (model, fold) is an independent job in OUT/<model>/fold<k>/ (train, evaluate, DONE); "
+                    "finished folds are not recomputed on rerun. Writes OUT/cv_summary.json (mean and SEM "
+                    "across folds, with chance and ceiling) and OUT/report.html.")
+    p.add_argument("--data", required=True, metavar="FILE", help="recording to cross-validate on")
+    p.add_argument("--speech", metavar="RUN", default=None, help="trained speech run (formant decoders need it)")
+    p.add_argument("--models", default="resnet,lstm,linear", help="comma-separated decoders (default resnet,lstm,linear)")
+    p.add_argument("--causal", action="store_true", help="train strictly causal decoders")
+    p.add_argument("--split", default="kfold", help="kfold | flinker | lowo | swpd (default kfold)")
+    p.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (rerun the same command to resume)")
+    p.add_argument("--quick", action="store_true", help="small, fast training settings for a first look")
+    add_config_args(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from neurovox.evaluate.cv import run_cv
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    summary = run_cv(args.data, models, args.out, speech_run=args.speech, causal=args.causal, split=args.split,
+                     n_folds=args.folds, seed=args.seed if args.seed is not None else 0, quick=args.quick,
+                     overrides=list(args.overrides or []), config_path=args.config)
+    for model, res in summary["models"].items():
+        pcc = (res["metrics"] or {}).get("pcc", {})
+        ch = ((res["chance"] or {}).get("shuffled") or {}).get("pcc", {})
+        if pcc.get("mean") is not None:
+            sem = f" +- {pcc['sem']:.3f}" if pcc.get("sem") is not None else ""
+            chance = f" (chance {ch['mean']:.3f})" if ch.get("mean") is not None else ""
+            print(f"{model:<12} PCC {pcc['mean']:.3f}{sem}{chance}")
+    print(f"report: {args.out}/report.html")
+    return 0

@@ -1,0 +1,64 @@
+"""`neurovox train decoder`: stage-2 neural decoder (linear | resnet | swin | lstm | gru) through the
+frozen speech model of a `neurovox train speech` run.
+
+    neurovox train decoder --data sim/sim01.h5 --speech runs/speech --model resnet --causal --out runs/resnet_c
+    neurovox train decoder --data sim/sim01.h5 --model linear --out runs/linear --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from neurovox.cli import add_config_args, add_run_args
+
+MODELS = ("linear", "resnet", "swin", "lstm", "gru")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("decoder", help="train a neural decoder (linear baseline, ResNet3D, Swin3D, LSTM/GRU)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, metavar="FILE", help="recording (Flinker .h5, SWPD .nwb / BIDS, ...)")
+    p.add_argument("--speech", metavar="RUN", default=None,
+                   help="speech run (frozen encoder + synthesizer); without it the deep decoders train through "
+                        "the default synthesizer with the spectral loss only (not needed for --model linear)")
+    p.add_argument("--model", choices=MODELS, default=None, help="decoder architecture (default: the config's, resnet)")
+    p.add_argument("--causal", action="store_true", default=None,
+                   help="strictly causal decoder (output frame t uses only neural frames <= t)")
+    p.add_argument("--cache-dir", default=None, metavar="DIR", help="feature cache (default: neurovox's cache)")
+    add_config_args(p)
+    add_run_args(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def build_config(args: argparse.Namespace):
+    """Defaults <- --quick <- --config <- --model/--causal/--seed <- --set (saved as config.yaml)."""
+    from neurovox.config import load_config, parse_overrides
+    from neurovox.decoders.train import DecoderRunConfig, quick_settings
+
+    overrides = list(args.overrides or [])
+    model = args.model
+    if model is None:
+        model = parse_overrides(overrides).get("decoder", {}).get("model", "resnet")
+    base = quick_settings(model) if args.quick else {}
+    flags = []
+    if args.model is not None:
+        flags.append(f"decoder.model={args.model}")
+    if args.causal:
+        flags.append("decoder.causal=true")
+    if args.seed is not None:
+        flags.append(f"seed={args.seed}")
+    return load_config(DecoderRunConfig, args.config, flags + overrides, base=base)
+
+
+def run(args: argparse.Namespace) -> int:
+    from neurovox.decoders.train import train_decoder
+
+    import torch
+
+    cfg = build_config(args)
+    torch.manual_seed(cfg.seed)  # model initialisation and data order; only the CLI seeds
+    path = train_decoder(args.data, args.out, cfg, speech_run=args.speech, overwrite=args.overwrite,
+                         cache_dir=args.cache_dir)
+    print(f"decoder run written to {path}")
+    return 0

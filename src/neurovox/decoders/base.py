@@ -1,0 +1,96 @@
+"""The common interface of the deep neural decoders and the model registry.
+
+Every decoder maps normalised neural windows (batch, n_frames, n_channels) to raw synthesizer controls
+(batch, n_frames, n_out) on the same frame clock (`forward_frames`); `forward` keeps the last
+`n_target` frames, the frames simultaneous with the audio targets (the first frames of a window are
+neural lead). In causal mode output frame t depends only on input frames <= t.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from neurovox.errors import ConfigError, DataError
+from neurovox.utils.check import check_option
+
+MODEL_NAMES = ("resnet", "swin", "lstm", "gru")
+GRID_MODELS = ("resnet", "swin")
+
+
+class NeuralDecoder(nn.Module):
+    """Base class: subclasses set `model_args` (the constructor kwargs) and implement `forward_frames`."""
+
+    name: str = "decoder"
+    causal: bool = True
+    model_args: dict[str, Any]
+
+    def forward_frames(self, neural: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, neural: torch.Tensor, n_target: int | None = None) -> torch.Tensor:
+        """(batch, n_lead + n_target, n_channels) -> (batch, n_target, n_out)."""
+        if neural.ndim != 3:
+            raise DataError(f"{type(self).__name__} expects neural windows of shape (batch, n_frames, n_channels), "
+                            f"got shape {tuple(neural.shape)}.")
+        out = self.forward_frames(neural)
+        return out if n_target is None else out[:, out.shape[1] - n_target:]
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def build_decoder(name: str, *, n_channels: int, n_out: int, causal: bool, layout: Any = None,
+                  **kwargs: Any) -> NeuralDecoder:
+    """Build a decoder by name ("resnet", "swin", "lstm", "gru").
+
+    Parameters
+    ----------
+    n_channels : int
+        Neural channels.
+    n_out : int
+        Raw controls per frame (the synthesizer's N_RAW).
+    causal : bool
+        Strictly causal model.
+    layout : GridLayout, optional
+        Required by the grid models (resnet, swin); the recurrent models use only its bad-contact mask.
+    **kwargs
+        Size arguments of the model class (see each class).
+    """
+    check_option("model", name, MODEL_NAMES, error=ConfigError)
+    if name == "resnet":
+        from neurovox.decoders.resnet import ResNet3D
+        return ResNet3D(layout=_need_layout(layout, name), n_out=n_out, causal=causal, **kwargs)
+    if name == "swin":
+        from neurovox.decoders.swin import Swin3D
+        return Swin3D(layout=_need_layout(layout, name), n_out=n_out, causal=causal, **kwargs)
+    from neurovox.decoders.lstm import RecurrentDecoder
+    good = None if layout is None else list(layout.good)
+    return RecurrentDecoder(n_channels=n_channels, n_out=n_out, causal=causal, cell=name, good=good, **kwargs)
+
+
+def _need_layout(layout: Any, name: str) -> Any:
+    if layout is None:
+        raise DataError(f"The {name} model needs a grid layout of the electrodes; none could be derived. "
+                        "Use --model lstm for recordings without a grid.")
+    return layout
+
+
+def decoder_from_args(name: str, model_args: dict[str, Any]) -> NeuralDecoder:
+    """Rebuild a decoder from its saved `model_args` (layout stored as a dict)."""
+    from neurovox.decoders.layout import GridLayout
+
+    args = dict(model_args)
+    if isinstance(args.get("layout"), dict):
+        args["layout"] = GridLayout.from_dict(args["layout"])
+    if name == "resnet":
+        from neurovox.decoders.resnet import ResNet3D
+        return ResNet3D(**args)
+    if name == "swin":
+        from neurovox.decoders.swin import Swin3D
+        return Swin3D(**args)
+    from neurovox.decoders.lstm import RecurrentDecoder
+    return RecurrentDecoder(**args)

@@ -1,0 +1,181 @@
+"""Linear baseline (SingleWordProductionDutch recipe, Verwoert et al. 2022), numpy + scikit-learn.
+
+    normalised high gamma (n_frames, n_channels)
+      -> stack 9 lagged copies: -200 .. +200 ms in 50 ms steps (causal variant: -400 .. 0 ms),
+         lags rounded to whole frames at the data's frame rate (125 Hz: 50 ms -> 6 frames)
+      -> PCA (50 components) -> LinearRegression -> 80-bin mel dB (neurovox convention)
+      -> Griffin-Lim (librosa) after a non-negative approximate inverse of the mel filterbank.
+
+Features are stacked inside each window (frames outside a window count as zero, the normalised
+mean), so training windows built by `WindowDataset` never reach into test frames. In causal mode
+the output at frame t uses only frames t - 400 ms .. t.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from neurovox import dsp
+from neurovox.errors import DataError, RunError
+from neurovox.utils.check import check_shape
+
+LAGS_MS = tuple(range(-200, 201, 50))
+CAUSAL_LAGS_MS = tuple(range(-400, 1, 50))
+
+
+def lags_to_frames(lags_ms: tuple[int, ...], frame_rate_hz: float) -> np.ndarray:
+    """Lags in ms -> whole frames at `frame_rate_hz`, shape (n_lags,)."""
+    return np.rint(np.asarray(lags_ms, dtype=float) * frame_rate_hz / 1000.0).astype(int)
+
+
+def stack_context(windows: np.ndarray, lags_frames: np.ndarray) -> np.ndarray:
+    """Stack lagged copies of each frame within each window.
+
+    Parameters
+    ----------
+    windows : ndarray, shape (n_windows, n_frames, n_channels)
+    lags_frames : ndarray of int, shape (n_lags,)
+        Frame offsets (negative = past); frames outside the window are zero.
+
+    Returns
+    -------
+    features : ndarray, shape (n_windows, n_frames, n_lags * n_channels), float32
+    """
+    n, t, c = windows.shape
+    out = np.zeros((n, t, len(lags_frames), c), dtype=np.float32)
+    for i, lag in enumerate(lags_frames):
+        if lag >= 0:
+            out[:, : t - lag, i] = windows[:, lag:]
+        else:
+            out[:, -lag:, i] = windows[:, : t + lag]
+    return out.reshape(n, t, -1)
+
+
+class LinearBaseline:
+    """Stacked context -> PCA -> linear regression to mel dB, with Griffin-Lim vocoding.
+
+    Parameters
+    ----------
+    causal : bool
+        Lags -400..0 ms (causal) instead of -200..+200 ms.
+    frame_rate_hz : float
+        Neural frame rate, to convert lags to frames.
+    n_components : int
+        PCA components (capped by the number of features and training frames).
+    """
+
+    def __init__(self, causal: bool = False, frame_rate_hz: float = dsp.FRAME_RATE_HZ, n_components: int = 50):
+        self.causal = causal
+        self.frame_rate_hz = float(frame_rate_hz)
+        self.n_components = int(n_components)
+        self.lags_frames = lags_to_frames(CAUSAL_LAGS_MS if causal else LAGS_MS, self.frame_rate_hz)
+        self.state: dict[str, np.ndarray] | None = None
+
+    # Fitting ------------------------------------------------------------------------------------
+
+    def fit(self, neural_windows: np.ndarray, mel_db: np.ndarray, frame_mask: np.ndarray | None = None) -> "LinearBaseline":
+        """Fit on windows.
+
+        Parameters
+        ----------
+        neural_windows : ndarray, shape (n_windows, n_lead + n_target, n_channels)
+            Normalised neural input.
+        mel_db : ndarray, shape (n_windows, n_target, 80)
+            Target mel dB of the last n_target frames of each window.
+        frame_mask : ndarray of bool, shape (n_windows, n_target), optional
+            Frames used for fitting (default all).
+        """
+        from sklearn.decomposition import PCA
+        from sklearn.linear_model import LinearRegression
+
+        n, _, c = check_shape("neural_windows", np.asarray(neural_windows), (None, None, None)).shape
+        n_target = mel_db.shape[1]
+        check_shape("mel_db", mel_db, (n, None, dsp.N_MELS))
+        x = stack_context(np.asarray(neural_windows, np.float32), self.lags_frames)[:, -n_target:]
+        x = x.reshape(-1, x.shape[-1])
+        y = np.asarray(mel_db, np.float32).reshape(-1, mel_db.shape[-1])
+        if frame_mask is not None:
+            keep = np.asarray(frame_mask, bool).reshape(-1)
+            x, y = x[keep], y[keep]
+        if len(x) < 2:
+            raise DataError("The linear baseline needs at least 2 training frames; the training split is empty.")
+        k = min(self.n_components, x.shape[0] - 1, x.shape[1])
+        pca = PCA(n_components=k, svd_solver="randomized" if min(x.shape) > 500 else "full", random_state=0).fit(x)
+        reg = LinearRegression().fit(pca.transform(x), y)
+        self.state = {"pca_mean": pca.mean_.astype(np.float32), "pca_components": pca.components_.astype(np.float32),
+                      "coef": reg.coef_.astype(np.float32), "intercept": reg.intercept_.astype(np.float32),
+                      "n_channels": np.array(c), "lags_frames": self.lags_frames}
+        return self
+
+    # Prediction ---------------------------------------------------------------------------------
+
+    def predict_frames(self, neural_windows: np.ndarray) -> np.ndarray:
+        """Mel dB for every frame of each window, (n, n_frames, n_channels) -> (n, n_frames, 80)."""
+        if self.state is None:
+            raise RunError("The linear baseline is not fitted; call fit() or load a trained run.")
+        n_channels = int(self.state["n_channels"])
+        if neural_windows.ndim != 3 or neural_windows.shape[-1] != n_channels:
+            raise DataError(f"The linear baseline expects windows (n, n_frames, {n_channels}), "
+                            f"got shape {tuple(neural_windows.shape)}.")
+        x = stack_context(np.asarray(neural_windows, np.float32), self.lags_frames)
+        z = (x - self.state["pca_mean"]) @ self.state["pca_components"].T
+        return (z @ self.state["coef"].T + self.state["intercept"]).astype(np.float32)
+
+    def predict(self, neural_windows: np.ndarray, n_target: int) -> np.ndarray:
+        """(n, n_lead + n_target, n_channels) -> mel dB (n, n_target, 80)."""
+        return self.predict_frames(neural_windows)[:, -n_target:]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"causal": self.causal, "frame_rate_hz": self.frame_rate_hz, "n_components": self.n_components,
+                **(self.state or {})}
+
+    @classmethod
+    def from_state_dict(cls, d: dict[str, Any]) -> "LinearBaseline":
+        model = cls(bool(d["causal"]), float(d["frame_rate_hz"]), int(d["n_components"]))
+        keys = ("pca_mean", "pca_components", "coef", "intercept", "n_channels", "lags_frames")
+        model.state = {k: np.asarray(d[k]) for k in keys}
+        model.lags_frames = model.state["lags_frames"].astype(int)
+        return model
+
+
+# Vocoding -----------------------------------------------------------------------------------------
+
+def mel_db_to_audio(mel_db: np.ndarray, n_iter: int = 32, generator: np.random.Generator | None = None) -> np.ndarray:
+    """Griffin-Lim audio from mel dB spectrograms (neurovox conventions: 16 kHz, hop 128, n_fft 512).
+
+    Parameters
+    ----------
+    mel_db : ndarray, shape (n, n_frames, 80) or (n_frames, 80)
+    n_iter : int
+        Griffin-Lim iterations.
+    generator : numpy Generator, optional
+        Seeds the random initial phase (zero phase when None).
+
+    Returns
+    -------
+    audio : ndarray, shape (n, n_frames * 128) or (n_frames * 128,), float32
+    """
+    import librosa
+
+    squeeze = mel_db.ndim == 2
+    mel = np.asarray(mel_db, np.float64)[None] if squeeze else np.asarray(mel_db, np.float64)
+    fb = dsp.mel_filterbank(mel.shape[-1], dsp.N_BINS).astype(np.float64)  # (80, 256)
+    # Each linear bin takes the filter-weighted mean of the mel powers it contributes to, rescaled so
+    # that fb @ inverse ~ identity on flat spectra (a fast, non-negative stand-in for NNLS).
+    weights = fb / np.maximum(fb.sum(axis=0, keepdims=True), 1e-12)        # (80, 256)
+    inverse = weights.T / np.maximum(fb.sum(axis=1), 1e-12)[None, :]       # (256, 80)
+    out = np.zeros((mel.shape[0], mel.shape[1] * dsp.HOP_SAMPLES), np.float32)
+    for i, m in enumerate(mel):
+        power_mel = np.power(10.0, np.clip(m, -100.0, 100.0) / 10.0).T       # (80, n_frames)
+        power = inverse @ power_mel                                           # (256, n_frames)
+        mag = np.sqrt(np.maximum(power, 0.0))
+        mag = np.concatenate([mag, mag[-1:]], axis=0)                        # Nyquist bin
+        mag = np.concatenate([mag, mag[:, -1:]], axis=1)                     # centred STFT: n_frames + 1
+        kw: dict[str, Any] = {"init": None} if generator is None else {
+            "random_state": int(generator.integers(2**31 - 1))}
+        wave = librosa.griffinlim(mag, n_iter=n_iter, hop_length=dsp.HOP_SAMPLES, win_length=dsp.N_FFT,
+                                  n_fft=dsp.N_FFT, center=True, length=out.shape[1], **kw)
+        out[i] = wave.astype(np.float32)
+    return out[0] if squeeze else out

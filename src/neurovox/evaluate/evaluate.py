@@ -1,0 +1,342 @@
+"""`neurovox evaluate`: score a trained decoding run on held-out trials, with chance and ceiling.
+
+    result = evaluate_run("runs/resnet", "data/sim.h5", out_dir="runs/resnet/eval", seed=0)
+
+`evaluate_run` loads the run's decoder, prepares the data with the run's preprocessing config and
+training normaliser, builds the test windows, and hands them to `evaluate_test_set`, which decodes,
+scores (metrics, bootstrap CIs, chance levels, ceiling) and writes one self-contained folder:
+
+    OUT/metrics.json   metrics, chance, ceiling, per-trial values, config, data hash, versions, seed
+    OUT/audio/         trialNN_decoded.wav, trialNN_reference.wav (16 kHz)
+    OUT/report.html    + OUT/figures/*.png (see neurovox.report)
+
+The folder is written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurovox import __version__, dsp
+from neurovox.errors import DataError, RunError
+from neurovox.evaluate.chance import (
+    METRIC_INFO,
+    TestSet,
+    TrialDecoder,
+    ceiling,
+    chance_levels,
+    score_trials,
+    summarize,
+    windows_from_series,
+)
+from neurovox.runs import git_hash, open_run
+from neurovox.utils.files import atomic_path, sha256_file, write_json_atomic
+
+DECODER_KINDS = ("decoder", "dps")
+
+
+def evaluate_test_set(decoder: TrialDecoder, test: TestSet, out_dir: str | Path, *, seed: int = 0,
+                      resynthesize: Any = None, ceiling_note: str = "", meta: dict[str, Any] | None = None,
+                      logs_dir: str | Path | None = None, n_boot: int = 2000, n_chance_repeats: int = 1,
+                      title: str = "neurovox evaluation", write_report: bool = True,
+                      max_trial_figures: int = 12) -> dict[str, Any]:
+    """Decode `test`, score it against chance and ceiling, and write metrics.json, WAVs and report.
+
+    Parameters
+    ----------
+    decoder : TrialDecoder
+        Anything with ``decode(neural_windows (n, n_lead + n_target, n_channels), generator) -> dict``
+        of ``mel_db`` (n, n_target, n_mels), ``audio`` (n, n_target * 128) and optionally
+        ``params`` (n, n_target, 18).
+    test : TestSet
+    out_dir : path
+        Output folder (replaced atomically).
+    seed : int
+        Seeds the bootstrap, the chance draws and the decoder's generator.
+    resynthesize : callable, optional
+        Speech-autoencoder resynthesis for the ceiling (see `chance.ceiling`); None: no ceiling,
+        and `ceiling_note` says why.
+    meta : dict, optional
+        Extra provenance stored in metrics.json (run, data, config).
+    logs_dir : path, optional
+        The run's TensorBoard logs (or folder with metrics.csv) for the training curves.
+    max_trial_figures : int
+        Trials shown with spectrogram figures in the report (all trials get WAVs and metrics).
+
+    Returns
+    -------
+    dict
+        The content of metrics.json.
+    """
+    import torch
+
+    rng = np.random.default_rng(seed)
+    decode_gen = torch.Generator().manual_seed(seed)
+    decoded = decoder.decode(np.ascontiguousarray(test.neural_windows, dtype=np.float32), generator=decode_gen)
+    _check_decoded(decoded, test)
+    scores = score_trials(test, decoded)
+    summary = summarize(scores, rng, n_boot)
+    chance = chance_levels(decoder, test, rng, decode_generator=decode_gen, n_repeats=n_chance_repeats, n_boot=n_boot)
+    ceil = None
+    if resynthesize is not None:
+        ceil = ceiling(resynthesize, test, rng, n_boot=n_boot)
+        ceiling_note = ceiling_note or "speech autoencoder resynthesis of the reference audio"
+    result: dict[str, Any] = {
+        "title": title,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "neurovox_version": __version__,
+        "git_hash": git_hash(),
+        "seed": seed,
+        **(meta or {}),
+        "n_trials": test.n_trials,
+        "metric_info": {k: {"label": v[0], "description": v[1], "higher_is_better": v[2]} for k, v in METRIC_INFO.items()},
+        "metrics": summary,
+        "chance": {name: c["summary"] for name, c in chance.items()},
+        "chance_draws": {name: c["draws"] for name, c in chance.items()},
+        "ceiling": ceil["summary"] if ceil else None,
+        "ceiling_note": ceiling_note or "no speech model given: ceiling not computed",
+        "pcc_per_bin": scores["pcc_per_bin"],
+        "per_trial": {
+            "decoded": scores["per_trial"],
+            **{f"chance_{name}": c["per_trial"] for name, c in chance.items()},
+            **({"ceiling": ceil["per_trial"]} if ceil else {}),
+        },
+        "trials": [],
+    }
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir(parents=True)
+        result["trials"] = _write_wavs(tmp / "audio", test, decoded, ceil["decoded"] if ceil else None)
+        result = _json_clean(result)
+        write_json_atomic(tmp / "metrics.json", result)
+        if write_report:
+            from neurovox.report import write_report as _write_report
+
+            _write_report(tmp, result, test, decoded, logs_dir=logs_dir,
+                          ceiling_decoded=ceil["decoded"] if ceil else None, max_trial_figures=max_trial_figures)
+    return result
+
+
+def _check_decoded(decoded: Any, test: TestSet) -> None:
+    if not isinstance(decoded, dict) or "mel_db" not in decoded or "audio" not in decoded:
+        raise DataError("decoder.decode must return a dict with 'mel_db' and 'audio' (docs/architecture.md, "
+                        f"TrialDecoder); got {type(decoded).__name__} with keys {list(getattr(decoded, 'keys', lambda: [])())}.")
+    for key in ("mel_db", "audio"):
+        if not np.all(np.isfinite(decoded[key])):
+            raise DataError(f"Decoded {key} contains NaN/Inf: the decoder diverged. Check its training logs.")
+
+
+def _write_wavs(folder: Path, test: TestSet, decoded: dict[str, np.ndarray],
+                resynth: dict[str, np.ndarray] | None) -> list[dict[str, Any]]:
+    import soundfile as sf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(test.n_trials):
+        row: dict[str, Any] = {"index": i, "trial": int(test.trials[i]), "label": str(test.labels[i])}
+        pairs = [("decoded", decoded["audio"][i]), ("reference", test.audio[i])]
+        if resynth is not None:
+            pairs.append(("resynthesis", resynth["audio"][i]))
+        for name, wave in pairs:
+            rel = f"audio/trial{i:03d}_{name}.wav"
+            sf.write(folder.parent / rel, _playable(wave), dsp.SAMPLE_RATE_HZ, subtype="PCM_16")
+            row[f"wav_{name}"] = rel
+        rows.append(row)
+    return rows
+
+
+def _playable(wave: np.ndarray) -> np.ndarray:
+    """Peak-normalise to -1 dBFS for listening (metrics are computed before this)."""
+    w = np.asarray(wave, dtype=np.float64)
+    peak = np.abs(w).max()
+    return (w / peak * 0.89 if peak > 0 else w).astype(np.float32)
+
+
+def _json_clean(obj: Any) -> Any:
+    """Arrays to lists, NaN/Inf to None (strict JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): _json_clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _json_clean(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+# Loading a real run --------------------------------------------------------------------------------
+
+def load_decoder(run_dir: str | Path) -> TrialDecoder:
+    """`neurovox.decoders.load_trial_decoder` for kind "decoder", `neurovox.diffusion...` for "dps"."""
+    run = open_run(run_dir, expect_kind=DECODER_KINDS, require_done=True)
+    if run.kind == "dps":
+        from neurovox.diffusion import load_trial_decoder
+    else:
+        from neurovox.decoders import load_trial_decoder
+    return load_trial_decoder(run.path)
+
+
+def check_data_hash(run_dir: str | Path, data_path: str | Path, allow_other_data: bool = False) -> dict[str, Any]:
+    """Compare FILE's SHA-256 with the hash the run was trained on; refuse a mismatch unless allowed."""
+    run = open_run(run_dir, expect_kind=DECODER_KINDS)
+    data_path = Path(data_path)
+    if not data_path.exists():
+        raise DataError(f"Data file {str(data_path)!r} does not exist. Pass the file the run was trained on.")
+    sha = sha256_file(data_path)
+    trained = run.meta.get("data_sha256")
+    matches = trained is None or trained == sha
+    if not matches and not allow_other_data:
+        raise RunError(
+            f"Run {str(run.path)!r} was trained on data with SHA-256 {trained[:12]}... "
+            f"({run.meta.get('data_path', '?')}), but {str(data_path)!r} has {sha[:12]}.... Test trials of "
+            "another file may overlap the training data. Pass the training file, or --allow-other-data to "
+            "evaluate anyway (recorded in metrics.json)."
+        )
+    return {"path": str(data_path.resolve()), "sha256": sha, "trained_on_sha256": trained,
+            "trained_on_path": run.meta.get("data_path"), "matches_training_data": bool(trained == sha),
+            "allow_other_data": bool(allow_other_data)}
+
+
+def build_test_set(decoder: TrialDecoder, run_config: dict[str, Any], data_path: str | Path, seed: int = 0,
+                   cache_dir: Path | None = None) -> TestSet:
+    """Prepare FILE with the run's prepare config, normalise with its training normaliser, cut test windows.
+
+    The split is rebuilt from the run's ``split`` section exactly as training made it, so the test
+    trials are the ones training never saw.
+    """
+    import torch
+
+    from neurovox.io import read_recording
+    from neurovox.preprocess import WindowDataset, make_split, prepare
+
+    rec = read_recording(data_path)
+    prepared = prepare(rec, decoder.prepare_config, cache_dir)
+    split_cfg = run_config.get("split", {}) or {}
+    scheme = split_cfg.get("scheme", "flinker")
+    split = make_split(prepared, scheme, fold=int(split_cfg.get("fold", 0)), n_folds=int(split_cfg.get("n_folds", 10)),
+                       seed=int(split_cfg.get("seed", 0)), n_target_frames=decoder.n_target_frames,
+                       n_lead_frames=decoder.n_lead_frames)
+    dataset = WindowDataset(prepared, split, decoder.normalizer, part="test",
+                            n_target_frames=decoder.n_target_frames, n_lead_frames=decoder.n_lead_frames,
+                            generator=torch.Generator().manual_seed(seed))
+    items = [dataset[i] for i in range(len(dataset))]
+    if len(items) < 2:
+        raise DataError(f"The {scheme!r} split of {str(data_path)!r} has {len(items)} test trial(s); "
+                        "evaluation needs at least 2 (for the chance levels).")
+
+    def stack(key: str) -> np.ndarray:
+        return np.stack([np.asarray(it[key]) for it in items])
+
+    series = np.asarray(decoder.normalizer.transform(prepared.neural), dtype=np.float32)
+    windows = stack("neural").astype(np.float32)
+    starts = np.array([int(it["start_frame"]) for it in items])
+    n_window = windows.shape[1]
+    # `start_frame` is the first target frame; the neural window starts n_lead frames earlier. Check it.
+    for candidate in (starts - decoder.n_lead_frames, starts):
+        if np.allclose(windows_from_series(series, candidate, n_window), windows, atol=1e-4):
+            starts = candidate
+            break
+    else:
+        series = None  # the windows cannot be reproduced from the series: no circular-shift control
+    trials = np.array([int(it["trial"]) for it in items])
+    labels = [str(prepared.trials["label"].iloc[t]) for t in trials]
+    return TestSet(neural_windows=windows, mel_db=stack("mel_db").astype(np.float32), audio=stack("audio"),
+                   speech_mask=stack("speech_mask").astype(bool), n_lead_frames=decoder.n_lead_frames,
+                   start_frames=starts, neural_series=series, trials=trials, labels=labels,
+                   f0_hz=stack("f0_hz") if "f0_hz" in items[0] else None,
+                   formants_hz=stack("formants_hz") if "formants_hz" in items[0] else None)
+
+
+def find_speech_run(run_config: dict[str, Any], run_meta: dict[str, Any]) -> str | None:
+    """The speech run a decoder was trained against (a config or run.json entry named *speech_run*)."""
+    for key, value in run_meta.items():
+        if "speech_run" in key and isinstance(value, str):
+            return value
+    stack = [run_config]
+    while stack:
+        node = stack.pop()
+        for key, value in node.items():
+            if isinstance(value, dict):
+                stack.append(value)
+            elif "speech_run" in key and isinstance(value, str) and value:
+                return value
+    return None
+
+
+def speech_resynthesizer(speech_run: str | Path, seed: int = 0, batch_size: int = 16):
+    """Resynthesis of a speech run: frozen encoder (power spectrogram -> raw controls) then synthesizer.
+
+    Uses ``model.resynthesize(audio)`` when the loaded speech model offers it, else
+    ``model.synth(model.encoder(dsp.stft_power(audio)))`` (the contract `neurovox.decoders` trains against).
+    """
+    import torch
+
+    from neurovox.encoder import load_speech_model
+
+    model = load_speech_model(speech_run)
+    if hasattr(model, "resynthesize"):
+        return model.resynthesize
+    synth, encoder = getattr(model, "synth", None), getattr(model, "encoder", None)
+    if synth is None or encoder is None:
+        raise RunError(f"The speech model of {str(speech_run)!r} provides neither resynthesize() nor an encoder and "
+                       "a synthesizer; cannot compute the ceiling.")
+
+    @torch.no_grad()
+    def resynthesize(audio: np.ndarray) -> dict[str, np.ndarray]:
+        gen = torch.Generator().manual_seed(seed)
+        waves, mels = [], []
+        for i in range(0, len(audio), batch_size):
+            wave = torch.from_numpy(np.ascontiguousarray(audio[i:i + batch_size], dtype=np.float32))
+            raw = encoder(dsp.stft_power(wave))
+            raw = raw.raw if hasattr(raw, "raw") else raw
+            try:
+                out = synth(raw, generator=gen)
+            except TypeError:
+                out = synth(raw)
+            waves.append(out.wave.cpu().numpy())
+            mels.append(dsp.power_to_db(dsp.power_to_mel(out.spec_power)).cpu().numpy())
+        return {"audio": np.concatenate(waves), "mel_db": np.concatenate(mels)}
+
+    return resynthesize
+
+
+def evaluate_run(run_dir: str | Path, data_path: str | Path, out_dir: str | Path | None = None, seed: int = 0, *,
+                 allow_other_data: bool = False, speech_run: str | Path | None = None, n_boot: int = 2000,
+                 n_chance_repeats: int = 1, cache_dir: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate a finished decoding run (kind "decoder" or "dps") on the test trials of `data_path`.
+
+    Returns the metrics.json content; writes it with WAVs and report.html to `out_dir`
+    (default RUN/eval). See the module docstring.
+    """
+    run = open_run(run_dir, expect_kind=DECODER_KINDS, require_done=True)
+    data_meta = check_data_hash(run_dir, data_path, allow_other_data)
+    out_dir = Path(out_dir) if out_dir is not None else run.path / "eval"
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "metrics.json").exists():
+        raise RunError(f"{str(out_dir)!r} exists and is not an evaluation folder; choose another --out.")
+    decoder = load_decoder(run.path)
+    test = build_test_set(decoder, run.config, data_path, seed, Path(cache_dir) if cache_dir else None)
+    resynth, note = None, ""
+    speech = speech_run if speech_run is not None else find_speech_run(run.config, run.meta)
+    if speech is None:
+        note = "no speech run recorded for this decoder (pass --speech RUN): ceiling not computed"
+    else:
+        try:
+            resynth = speech_resynthesizer(speech, seed)
+        except (ImportError, RunError, DataError, OSError) as exc:
+            note = f"ceiling not computed: {exc}"
+    meta = {"run": {"path": str(run.path.resolve()), "kind": run.kind, "seed": run.meta.get("seed"),
+                    "git_hash": run.meta.get("git_hash")},
+            "config": run.config, "data": data_meta, "speech_run": str(speech) if speech else None}
+    return evaluate_test_set(decoder, test, out_dir, seed=seed, resynthesize=resynth, ceiling_note=note, meta=meta,
+                             logs_dir=run.path / "logs", n_boot=n_boot, n_chance_repeats=n_chance_repeats,
+                             title=f"neurovox evaluation: {run.path.name}")

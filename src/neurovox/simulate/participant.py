@@ -1,0 +1,226 @@
+"""`simulate_participant`: a speaking participant with a known ground truth.
+
+One voice from the shipped corpus speaks ~50 words over 5 tasks with natural pauses; every
+electrode of the layout responds to the speech through the encoding model of `neural.py`; the
+result is a `Recording` of high-gamma envelopes at 125 Hz (Flinker convention) or raw voltage at
+1024 Hz (SWPD convention), plus a `GroundTruth` holding what generated it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurovox import dsp
+from neurovox.config import to_dict
+from neurovox.errors import ConfigError, DataError
+from neurovox.io.recording import Recording, RecordingMeta
+from neurovox.utils.check import check_option, check_range
+from neurovox.utils.files import atomic_path, write_json_atomic
+
+from neurovox.simulate import neural
+from neurovox.simulate.config import SimulateConfig
+from neurovox.simulate.corpus import load_corpus
+from neurovox.simulate.layouts import make_layout
+from neurovox.simulate.speech import build_timeline, speech_feature
+
+GROUND_TRUTH_NPZ = "ground_truth.npz"
+GROUND_TRUTH_JSON = "ground_truth.json"
+
+
+@dataclass
+class GroundTruth:
+    """What generated a simulated recording (everything per channel is in channel-table order).
+
+    envelope : ndarray, shape (n_frames, n_channels), float32
+        Noiseless high-gamma envelope at 125 Hz: baseline + signal (the observed high gamma of a
+        good channel is `envelope + noise`).
+    baseline : (n_channels,) envelope level in silence (1.0).
+    lag_s : (n_channels,) response delay relative to the audio feature in s (negative = leads).
+    tuning_centre_mel, tuning_width_mel : (n_channels,) Gaussian spectral tuning over the 80 mel bins.
+    amplitude : (n_channels,) response amplitude at full feature level (multiples of the baseline, 1-3).
+    site_kind : (n_channels,) "sensorimotor" or "auditory".
+    snr_db_per_channel : (n_channels,) var(envelope) / var(noise) in dB as generated.
+    bad_channels : (n_bad,) int indices; bad_kind : "flat" or "noisy" each.
+    trial_gain : (n_trials,) multiplicative gain of each trial's neural response.
+    """
+
+    envelope: np.ndarray
+    baseline: np.ndarray
+    lag_s: np.ndarray
+    tuning_centre_mel: np.ndarray
+    tuning_width_mel: np.ndarray
+    amplitude: np.ndarray
+    site_kind: np.ndarray
+    snr_db_per_channel: np.ndarray
+    bad_channels: np.ndarray
+    bad_kind: list[str]
+    trial_gain: np.ndarray
+    ch_names: list[str]
+    snr_db: float
+    frame_rate_hz: float
+    line_freq_hz: float
+    voice: str
+    sex: str
+    seed: int | None
+    config: dict[str, Any]
+
+    _ARRAYS = ("envelope", "baseline", "lag_s", "tuning_centre_mel", "tuning_width_mel", "amplitude",
+               "snr_db_per_channel", "bad_channels", "trial_gain")
+
+    @property
+    def signal(self) -> np.ndarray:
+        """Envelope minus baseline, shape (n_frames, n_channels)."""
+        return self.envelope - self.baseline[None, :].astype(np.float32)
+
+    @property
+    def good_mask(self) -> np.ndarray:
+        mask = np.ones(len(self.ch_names), bool)
+        mask[self.bad_channels] = False
+        return mask
+
+    def save(self, out_dir: str | Path) -> tuple[Path, Path]:
+        """Write `ground_truth.npz` (arrays) and `ground_truth.json` (everything else) atomically."""
+        out_dir = Path(out_dir)
+        arrays = {k: getattr(self, k) for k in self._ARRAYS}
+        arrays["site_kind"] = np.asarray(self.site_kind, dtype="U12")
+        with atomic_path(out_dir / GROUND_TRUTH_NPZ) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+        info = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in self._ARRAYS
+                and f.name != "site_kind"}
+        info.update(lag_s=self.lag_s, site_kind=list(self.site_kind), bad_channel_names=[self.ch_names[i] for i in self.bad_channels],
+                    envelope_definition="baseline + signal, 125 Hz frames; snr_db = 10 log10(var(signal) / var(noise)) per channel")
+        write_json_atomic(out_dir / GROUND_TRUTH_JSON, info)
+        return out_dir / GROUND_TRUTH_NPZ, out_dir / GROUND_TRUTH_JSON
+
+    @classmethod
+    def load(cls, out_dir: str | Path) -> "GroundTruth":
+        out_dir = Path(out_dir)
+        npz, js = out_dir / GROUND_TRUTH_NPZ, out_dir / GROUND_TRUTH_JSON
+        for p in (npz, js):
+            if not p.is_file():
+                raise DataError(f"ground truth file {p} is missing; write it with `neurovox simulate --out {out_dir}`.")
+        info = json.loads(js.read_text())
+        with np.load(npz) as z:
+            arrays = {k: z[k] for k in z.files}
+        kwargs = {f.name: info.get(f.name) for f in dataclasses.fields(cls)}
+        kwargs.update({k: arrays[k] for k in cls._ARRAYS})
+        kwargs["site_kind"] = arrays["site_kind"].astype(str)
+        return cls(**kwargs)
+
+
+def _validate(cfg: SimulateConfig) -> None:
+    check_range("simulate.n_trials", cfg.n_trials, 5, 100_000)
+    check_range("simulate.snr_db", cfg.snr_db, -40.0, 60.0)
+    if cfg.speech_peak_dbfs + abs(cfg.gain_jitter_db) > -0.5:
+        raise ConfigError(f"simulate.speech_peak_dbfs + simulate.gain_jitter_db must stay below -0.5 dBFS so the "
+                          f"audio does not clip, got {cfg.speech_peak_dbfs:g} + {cfg.gain_jitter_db:g} dB; lower either.")
+    check_range("simulate.pause_min_s", cfg.pause_min_s, 0.2, None)
+    if cfg.pause_max_s < cfg.pause_min_s:
+        raise ConfigError(f"simulate.pause_max_s ({cfg.pause_max_s}) must be >= simulate.pause_min_s ({cfg.pause_min_s}).")
+    check_range("simulate.bad_fraction", cfg.bad_fraction, 0.0, 0.5)
+    check_range("simulate.sensorimotor_fraction", cfg.sensorimotor_fraction, 0.0, 1.0)
+    if cfg.pink_fraction < 0 or cfg.common_fraction < 0 or cfg.pink_fraction + cfg.common_fraction > 1:
+        raise ConfigError("simulate.pink_fraction and simulate.common_fraction must be >= 0 and sum to at most 1, "
+                          f"got {cfg.pink_fraction} and {cfg.common_fraction}.")
+    check_range("simulate.n_seeg_shafts", cfg.n_seeg_shafts, 1, 26)
+    check_range("simulate.raw_sfreq_hz", cfg.raw_sfreq_hz, 2.2 * cfg.hg_band_hz[1], None)
+    if not 0 < cfg.hg_band_hz[0] < cfg.hg_band_hz[1]:
+        raise ConfigError(f"simulate.hg_band_hz must be (low, high) with 0 < low < high, got {cfg.hg_band_hz}.")
+    check_range("simulate.line_freq_hz", cfg.line_freq_hz, 40.0, 70.0)
+    if cfg.lead_min_s > cfg.lead_max_s:
+        raise ConfigError(f"simulate.lead_min_s ({cfg.lead_min_s}) must be <= simulate.lead_max_s ({cfg.lead_max_s}).")
+
+
+def _rng(rng: np.random.Generator | int | None) -> tuple[np.random.Generator, int | None]:
+    if rng is None:
+        return np.random.default_rng(0), 0
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        return np.random.default_rng(int(rng)), int(rng)
+    if isinstance(rng, np.random.Generator):
+        return rng, None
+    raise TypeError(f"rng must be a numpy Generator or an int seed, got {type(rng).__name__}.")
+
+
+def simulate(cfg: SimulateConfig, rng: np.random.Generator | int | None = None,
+             kinds: tuple[str, ...] = ("high_gamma",)) -> tuple[dict[str, Recording], GroundTruth]:
+    """Simulate one participant and render the requested kinds from the same ground truth.
+
+    The high-gamma output is identical whatever `kinds` holds (each stage draws from its own
+    child generator). Returns ({kind: Recording}, GroundTruth).
+    """
+    _validate(cfg)
+    for k in kinds:
+        check_option("kind", k, ("high_gamma", "raw"))
+    gen, seed = _rng(rng)
+    g_layout, g_speech, g_tuning, g_noise, g_raw = (np.random.default_rng(s) for s in gen.integers(0, 2**63, 5))
+    corpus = load_corpus()
+    voice = cfg.voice or corpus.voices[int(g_speech.integers(len(corpus.voices)))]
+    check_option("simulate.voice", voice, corpus.voices)
+    sex = corpus.voice_sex[voice]
+    layout = make_layout(cfg.layout, g_layout, cfg.n_seeg_shafts)
+    timeline = build_timeline(cfg, corpus, voice, g_speech)
+    fr = dsp.FRAME_RATE_HZ
+
+    tuning = neural.make_tuning(layout, cfg, g_tuning)
+    feature = speech_feature(timeline.clean)
+    trial_gain = np.exp(cfg.trial_gain_sd * g_tuning.standard_normal(len(timeline.trials)))
+    gain = neural.frame_gain(timeline.segments_s, trial_gain, timeline.n_frames, fr)
+    signal = neural.encode(feature, tuning, gain, fr, cfg.temporal_sd_s)
+    noise = neural.make_noise(signal, tuning.snr_db, cfg, g_noise, fr)
+    baseline = np.ones(layout.n_channels, np.float32)
+    bad_idx, bad_kind = neural.choose_bad(layout.n_channels, cfg.bad_fraction, g_noise)
+    channels = layout.channels.copy()
+    channels.loc[bad_idx, "bad"] = True
+
+    meta = RecordingMeta(participant_id=cfg.participant_id, sex=sex, hemisphere=cfg.hemisphere,
+                         grid_density=layout.grid_density, source_format="simulated",
+                         notes=[f"simulated: voice {voice}, layout {layout.name}, snr_db {cfg.snr_db:g}, seed {seed}",
+                                f"line noise {cfg.line_freq_hz:g} Hz (raw kind)"])
+    recs: dict[str, Recording] = {}
+    if "high_gamma" in kinds:
+        hg = baseline[None, :] + signal + noise
+        hg = neural.apply_bad(hg, noise, bad_idx, bad_kind, np.random.default_rng(g_noise.integers(2**63)))
+        recs["high_gamma"] = Recording(neural=hg.astype(np.float32), neural_sfreq_hz=fr, neural_kind="high_gamma",
+                                       audio=timeline.audio, audio_sfreq_hz=dsp.SAMPLE_RATE_HZ,
+                                       channels=channels.copy(), trials=timeline.trials.copy(), meta=meta,
+                                       neural_unit="a.u.")
+    if "raw" in kinds:
+        modulator = np.maximum(baseline[None, :] + signal + noise, 0.05)
+        raw = neural.make_raw(modulator, cfg, g_raw, fr, bad_idx, bad_kind)
+        recs["raw"] = Recording(neural=raw, neural_sfreq_hz=cfg.raw_sfreq_hz, neural_kind="raw",
+                                audio=timeline.audio, audio_sfreq_hz=dsp.SAMPLE_RATE_HZ,
+                                channels=channels.copy(), trials=timeline.trials.copy(),
+                                meta=dataclasses.replace(meta, notes=list(meta.notes)), neural_unit="V")
+    gt = GroundTruth(
+        envelope=(baseline[None, :] + signal).astype(np.float32), baseline=baseline, lag_s=tuning.lag_s,
+        tuning_centre_mel=tuning.centre_mel, tuning_width_mel=tuning.width_mel, amplitude=tuning.amplitude,
+        site_kind=np.where(tuning.sensorimotor, "sensorimotor", "auditory"), snr_db_per_channel=tuning.snr_db,
+        bad_channels=bad_idx.astype(int), bad_kind=list(bad_kind), trial_gain=trial_gain,
+        ch_names=channels["name"].tolist(), snr_db=float(cfg.snr_db), frame_rate_hz=fr,
+        line_freq_hz=float(cfg.line_freq_hz), voice=voice, sex=sex, seed=seed, config=to_dict(cfg),
+    )
+    return recs, gt
+
+
+def simulate_participant(cfg: SimulateConfig, rng: np.random.Generator | int | None = None,
+                         kind: str | None = None) -> tuple[Recording, GroundTruth]:
+    """Simulate one participant; returns (Recording, GroundTruth).
+
+    Parameters
+    ----------
+    cfg : SimulateConfig
+    rng : numpy Generator or int seed (default 0)
+        All randomness comes from here; the same seed gives identical arrays.
+    kind : {"high_gamma", "raw"}, optional
+        Output kind (default: `cfg.kind`, or "high_gamma" when that is "both"; use `simulate` for both).
+    """
+    kind = kind or ("high_gamma" if cfg.kind == "both" else cfg.kind)
+    recs, gt = simulate(cfg, rng, (kind,))
+    return recs[kind], gt

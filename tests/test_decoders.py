@@ -1,0 +1,229 @@
+"""Neural decoders: layouts, shapes, strict causality, streaming, linear baseline (no training data needed)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from neurovox.decoders import (GridLayout, LinearBaseline, StreamingDecoder, build_decoder, decoder_from_args,
+                               layout_from_channels, rectangular_layout)
+from neurovox.decoders.layout import GridMapper
+from neurovox.errors import ConfigError, DataError
+from neurovox.io.recording import make_channel_table
+
+N_OUT = 18
+SMALL = {"resnet": {"widths": (4, 8)}, "swin": {"dim": 8, "depths": (2,), "n_heads": 2, "window_t": 8},
+         "lstm": {"hidden": 16, "n_layers": 1}, "gru": {"hidden": 16, "n_layers": 2}}
+
+
+def _model(name, layout, causal, seed=0):
+    torch.manual_seed(seed)
+    return build_decoder(name, n_channels=layout.n_channels, n_out=N_OUT, causal=causal, layout=layout,
+                         **SMALL[name]).eval()
+
+
+def hybrid_channels(n_channels):
+    """Interleaved 15 x 15 hybrid grid from x/y positions: 64 macro contacts on the even positions
+    (pitch 10 mm), micro contacts between them (5 mm offsets); 128 channels = 64 macro + 64 micro."""
+    pos = [(r, c) for r in range(0, 15, 2) for c in range(0, 15, 2)]  # macro
+    micro = [(r, c) for r in range(15) for c in range(15) if (r, c) not in pos]
+    pos = pos + (micro[:64] if n_channels == 128 else micro)
+    xy = np.array([(c * 0.005, -r * 0.005) for r, c in pos])
+    xyz = np.column_stack([xy, np.zeros(len(pos))])
+    return make_channel_table([f"C{i}" for i in range(len(pos))], "ecog", xyz=xyz), pos
+
+
+# Layouts --------------------------------------------------------------------------------------------
+
+def test_layout_8x8_from_row_col_with_bad_contacts():
+    rows, cols = np.divmod(np.arange(64), 8)
+    bad = np.zeros(64, bool)
+    bad[[5, 40]] = True
+    ch = make_channel_table([f"G{i}" for i in range(64)], "ecog", bad=bad.tolist(), row=rows, col=cols)
+    lay = layout_from_channels(ch)
+    assert (lay.n_rows, lay.n_cols) == (8, 8)
+    assert lay.mask.sum() == 62 and lay.mask[0, 5] == 0 and lay.mask[5, 0] == 0
+    x = torch.arange(64, dtype=torch.float32).expand(1, 3, 64) + 1
+    grid = GridMapper(lay)(x)
+    assert grid.shape == (1, 2, 3, 8, 8)
+    assert grid[0, 0, 1, 2, 3] == 2 * 8 + 3 + 1            # channel 19 at row 2, col 3
+    assert grid[0, 0, :, 0, 5].abs().sum() == 0             # bad contact zeroed
+    assert torch.equal(grid[0, 1, 0], torch.as_tensor(lay.mask))
+
+
+@pytest.mark.parametrize("n_channels", [128, 225])
+def test_layout_hybrid_15x15_from_positions(n_channels):
+    ch, pos = hybrid_channels(n_channels)
+    lay = layout_from_channels(ch)
+    assert (lay.n_rows, lay.n_cols) == (15, 15)
+    assert list(zip(lay.rows, lay.cols)) == pos
+    assert lay.mask.sum() == n_channels
+    assert lay.mask[1, 1] == (1.0 if n_channels == 225 else float((1, 1) in pos))
+
+
+def test_layout_rectangular_4x16_and_roundtrip():
+    rows, cols = np.divmod(np.arange(64), 16)
+    lay = layout_from_channels(make_channel_table([f"S{i}" for i in range(64)], row=rows, col=cols))
+    assert (lay.n_rows, lay.n_cols) == (4, 16)
+    assert GridLayout.from_dict(lay.to_dict()) == lay
+    assert rectangular_layout(4, 16) == lay
+
+
+def test_layout_rejects_seeg_and_missing_positions():
+    seeg = make_channel_table([f"A{i}" for i in range(10)], "seeg", xyz=np.random.default_rng(0).normal(size=(10, 3)))
+    with pytest.raises(DataError, match="sEEG.*use --model lstm"):
+        layout_from_channels(seeg, model="resnet")
+    nopos = make_channel_table([f"E{i}" for i in range(10)], "ecog")
+    with pytest.raises(DataError, match="neither row/col nor x/y.*--model lstm"):
+        layout_from_channels(nopos, model="swin")
+    with pytest.raises(DataError, match="needs a grid layout"):
+        build_decoder("resnet", n_channels=10, n_out=N_OUT, causal=True, layout=None)
+    dup = make_channel_table(["a", "b"], row=[0, 0], col=[1, 1])
+    with pytest.raises(DataError, match="share a grid cell"):
+        layout_from_channels(dup)
+    with pytest.raises(ConfigError, match="Did you mean"):
+        build_decoder("resnt", n_channels=4, n_out=N_OUT, causal=True)
+
+
+# Shapes ---------------------------------------------------------------------------------------------
+
+LAYOUTS = {"64": rectangular_layout(8, 8), "128": layout_from_channels(hybrid_channels(128)[0]),
+           "225": layout_from_channels(hybrid_channels(225)[0]), "4x16": rectangular_layout(4, 16)}
+
+
+@pytest.mark.parametrize("name", ["resnet", "swin", "lstm", "gru"])
+@pytest.mark.parametrize("key", ["64", "128", "225", "4x16"])
+def test_shapes_on_layouts(name, key):
+    lay = LAYOUTS[key]
+    model = _model(name, lay, causal=(key != "128"))
+    x = torch.randn(2, 16 + 24, lay.n_channels)
+    y = model(x, n_target=24)
+    assert y.shape == (2, 24, N_OUT)
+    assert torch.isfinite(y).all()
+    rebuilt = decoder_from_args(name, model.model_args)
+    rebuilt.load_state_dict(model.state_dict())
+    assert torch.equal(rebuilt.eval()(x, 24), y)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_layout_free_models_on_seeg(name):
+    model = build_decoder(name, n_channels=37, n_out=N_OUT, causal=False, layout=None, **SMALL[name])
+    assert model(torch.randn(3, 50, 37), 30).shape == (3, 30, N_OUT)
+    with pytest.raises(DataError, match="shape \\(batch, n_frames, n_channels\\)"):
+        model(torch.randn(50, 37))
+
+
+# Strict causality -----------------------------------------------------------------------------------
+
+def _perturb_check(model, n_channels, ts=(0, 1, 17, 40, 63)):
+    """For each t, perturb frames > t; outputs <= t must be bit-for-bit unchanged. Returns #changed after t."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 64, n_channels, generator=g)
+    with torch.no_grad():
+        y = model.forward_frames(x)
+        changed_after = 0
+        for t in ts:
+            x2 = x.clone()
+            x2[:, t + 1:] += 3.0 * torch.randn(x2[:, t + 1:].shape, generator=g)
+            y2 = model.forward_frames(x2)
+            assert torch.equal(y[:, : t + 1], y2[:, : t + 1]), f"{model.name}: output <= {t} changed"
+            if t < 63:
+                changed_after += int(not torch.equal(y[:, t + 1:], y2[:, t + 1:]))
+    return changed_after
+
+
+def _train_a_few_steps(model, n_channels, n_steps=3):
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(2)
+    for _ in range(n_steps):
+        x = torch.randn(2, 64, n_channels, generator=g)
+        loss = (model.forward_frames(x) - x[..., :1].cumsum(1) / 10).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", ["resnet", "swin", "lstm", "gru"])
+def test_causal_models_are_strictly_causal(name):
+    lay = LAYOUTS["4x16"] if name == "swin" else LAYOUTS["64"]  # 4 x 16 exercises spatial window shifts
+    model = _model(name, lay, causal=True)
+    assert _perturb_check(model, lay.n_channels) == 4  # the future does change later outputs
+    model = _train_a_few_steps(model, lay.n_channels)
+    assert _perturb_check(model, lay.n_channels) == 4
+
+
+@pytest.mark.parametrize("name", ["resnet", "swin", "lstm", "gru"])
+def test_non_causal_models_see_the_future(name):
+    lay = LAYOUTS["64"]
+    model = _model(name, lay, causal=False)
+    x = torch.randn(1, 64, 64)
+    x2 = x.clone()
+    x2[:, 40:] += 3.0
+    with torch.no_grad():
+        assert not torch.equal(model.forward_frames(x)[:, :40], model.forward_frames(x2)[:, :40])
+
+
+def test_causal_linear_baseline_is_strictly_causal():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((30, 64, 8)).astype(np.float32)
+    mel = rng.standard_normal((30, 48, 80)).astype(np.float32)
+    causal = LinearBaseline(causal=True, n_components=10).fit(x, mel)
+    assert causal.lags_frames.tolist() == [-50, -44, -38, -31, -25, -19, -12, -6, 0]
+    y = causal.predict_frames(x[:2])
+    for t in (0, 20, 50):
+        x2 = x[:2].copy()
+        x2[:, t + 1:] += 5.0
+        y2 = causal.predict_frames(x2)
+        assert np.array_equal(y[:, : t + 1], y2[:, : t + 1])
+        assert not np.array_equal(y[:, t + 1:], y2[:, t + 1:])
+    centred = LinearBaseline(causal=False, n_components=10).fit(x, mel)
+    assert centred.lags_frames.tolist() == [-25, -19, -12, -6, 0, 6, 12, 19, 25]
+    x2 = x[:2].copy()
+    x2[:, 30:] += 5.0
+    assert not np.array_equal(centred.predict_frames(x[:2])[:, 10:30], centred.predict_frames(x2)[:, 10:30])
+
+
+# Streaming ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["resnet", "lstm", "gru"])
+def test_streaming_equals_whole_window(name):
+    lay = LAYOUTS["64"]
+    model = _train_a_few_steps(_model(name, lay, causal=True), lay.n_channels)
+    x = torch.randn(2, 80, 64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        whole = model.forward_frames(x)
+    stream = StreamingDecoder(model, batch=2)
+    streamed = stream.run(x)
+    assert streamed.shape == whole.shape
+    assert (streamed - whole).abs().max().item() < 1e-5
+    stream.reset()
+    single = StreamingDecoder(model)
+    one = torch.stack([single.push(x[0, i]) for i in range(10)])
+    assert (one - whole[0, :10]).abs().max().item() < 1e-5
+
+
+def test_streaming_refuses_non_causal_and_swin():
+    with pytest.raises(ConfigError, match="--causal"):
+        StreamingDecoder(_model("lstm", LAYOUTS["64"], causal=False))
+    with pytest.raises(ConfigError, match="no streaming implementation"):
+        StreamingDecoder(_model("swin", LAYOUTS["64"], causal=True))
+
+
+# Linear baseline -------------------------------------------------------------------------------------
+
+def test_linear_baseline_recovers_a_lagged_linear_map():
+    rng = np.random.default_rng(0)
+    latent = rng.standard_normal((60, 96, 4))                  # 4 sources x 9 lags fit in 50 PCs
+    x = (latent @ rng.standard_normal((4, 16)) + 0.05 * rng.standard_normal((60, 96, 16))).astype(np.float32)
+    w = rng.standard_normal((16, 80)).astype(np.float32)
+    mel = (np.roll(x, 6, axis=1) @ w)[:, 32:] * 0.5 - 40.0   # mel at t driven by neural at t - 6 frames (48 ms)
+    model = LinearBaseline(causal=True, n_components=50).fit(x[:50], mel[:50])
+    pred = model.predict(x[50:], 64)
+    r = np.corrcoef(pred.ravel(), mel[50:].ravel())[0, 1]
+    assert r > 0.95
+    restored = LinearBaseline.from_state_dict(model.state_dict())
+    assert np.array_equal(restored.predict(x[50:], 64), pred)
+    with pytest.raises(DataError, match="expects windows"):
+        model.predict(x[50:, :, :8], 64)

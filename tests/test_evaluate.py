@@ -1,0 +1,283 @@
+"""Chance levels, ceiling, evaluate_test_set/evaluate_run plumbing and cv resume.
+
+The decoders here are tiny protocol-level classes (TrialDecoder: ``decode(windows, generator)``):
+a "perfect" decoder that recognises each test window and returns its reference, and a noise decoder.
+Real speech comes from the shipped corpus when available, else from `flite` rendered into tmp.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.signal import resample_poly
+
+from neurovox.errors import DataError, RunError
+from neurovox.evaluate import chance as C
+from neurovox.evaluate.cv import aggregate_folds, run_cv
+from neurovox.evaluate.evaluate import check_data_hash, evaluate_run, evaluate_test_set
+
+N_LEAD, N_TARGET, N_CH = 16, 256, 8
+PHRASES = ("seven bright oranges", "the red balloon", "please open the door", "a cup of tea",
+           "twelve small boats", "green summer hills", "my father's garden", "quiet evening rain")
+
+
+def speech_utterances(folder: Path, n: int) -> list[np.ndarray]:
+    """n real utterances (~1.5 s) at 16 kHz: three words of one voice of the shipped corpus joined by
+    100 ms pauses; if the corpus is missing, phrases rendered by flite into `folder`."""
+    try:
+        from neurovox.simulate.corpus import load_corpus
+
+        corpus = load_corpus()
+    except (ImportError, DataError):
+        corpus = None
+    if corpus is not None:
+        words = [u.audio for u in corpus.utterances if u.voice == corpus.voices[0]]
+        gap = np.zeros(1600)
+        return [np.concatenate([words[3 * i], gap, words[3 * i + 1], gap, words[3 * i + 2]]).astype(np.float64)
+                for i in range(n)]
+    import soundfile as sf
+
+    flite = shutil.which("flite")
+    assert flite is not None, "tests need neurovox.simulate.corpus.load_corpus() or the flite binary"
+    waves = []
+    for i, text in enumerate(PHRASES[:n]):
+        path = folder / f"u{i}.wav"
+        subprocess.run([flite, "-t", text, "-o", str(path)], check=True)
+        x, sr = sf.read(path)
+        waves.append(resample_poly(x, 16_000, sr))
+    return waves
+
+
+@functools.lru_cache(maxsize=2)
+def _make_test_set(folder: str, n_trials: int = 8) -> C.TestSet:
+    rng = np.random.default_rng(0)
+    waves = speech_utterances(Path(folder), n_trials)
+    n_samples = N_TARGET * 128
+    audio = np.zeros((n_trials, n_samples), dtype=np.float32)
+    mask = np.zeros((n_trials, N_TARGET), dtype=bool)
+    for i, w in enumerate(waves):
+        w = w[: n_samples - 16 * 128] / np.abs(w).max() * 0.5
+        audio[i, 16 * 128: 16 * 128 + len(w)] = w
+        mask[i, 16: 16 + len(w) // 128] = True
+    audio += 1e-4 * rng.standard_normal(audio.shape).astype(np.float32)
+    mel = C.audio_to_mel_db(audio)
+    series = rng.standard_normal((n_trials * 320 + 200, N_CH)).astype(np.float32)
+    starts = 100 + 320 * np.arange(n_trials)
+    windows = C.windows_from_series(series, starts, N_LEAD + N_TARGET)
+    t = np.arange(N_TARGET) / 125.0
+    f0 = np.where(mask, 120 + 10 * np.sin(2 * np.pi * t), 0.0)
+    formants = np.stack([np.full_like(t, 500.0), np.full_like(t, 1500.0), np.full_like(t, 2500.0),
+                         np.full_like(t, 3500), np.full_like(t, 4500), np.full_like(t, 5500)], -1)
+    formants = np.broadcast_to(formants, (n_trials, N_TARGET, 6)).copy()
+    return C.TestSet(neural_windows=windows, mel_db=mel, audio=audio, speech_mask=mask, n_lead_frames=N_LEAD,
+                     start_frames=starts, neural_series=series, labels=[f"utterance {i}" for i in range(n_trials)],
+                     f0_hz=f0, formants_hz=formants)
+
+
+@pytest.fixture(scope="module")
+def test_set(tmp_path_factory) -> C.TestSet:
+    return _make_test_set(str(tmp_path_factory.mktemp("speech")))
+
+
+@dataclass
+class PerfectDecoder:
+    """Recognises each known test window (nearest neighbour) and returns that trial's reference."""
+
+    test: C.TestSet
+    n_lead_frames: int = N_LEAD
+    n_target_frames: int = N_TARGET
+
+    def decode(self, neural_windows, generator=None):
+        flat = self.test.neural_windows.reshape(len(self.test.neural_windows), -1)
+        d = ((neural_windows.reshape(len(neural_windows), 1, -1) - flat[None]) ** 2).sum(-1)
+        idx = d.argmin(1)
+        params = np.zeros((len(idx), self.n_target_frames, 18), dtype=np.float32)
+        params[..., 0] = self.test.f0_hz[idx] + 5.0
+        params[..., 3:6] = self.test.formants_hz[idx][..., :3] * 1.05
+        return {"mel_db": self.test.mel_db[idx].copy(), "audio": self.test.audio[idx].copy(), "params": params}
+
+
+@dataclass
+class NoiseDecoder:
+    """Ignores its input: a random spectrogram and white noise."""
+
+    level_db: float
+    n_lead_frames: int = N_LEAD
+    n_target_frames: int = N_TARGET
+
+    def decode(self, neural_windows, generator=None):
+        n = len(neural_windows)
+        mel = self.level_db + 10 * torch.randn(n, self.n_target_frames, 80, generator=generator)
+        audio = 0.05 * torch.randn(n, self.n_target_frames * 128, generator=generator)
+        return {"mel_db": mel.numpy(), "audio": audio.numpy()}
+
+
+@pytest.fixture(scope="module")
+def perfect_result(test_set, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "perfect"
+    res = evaluate_test_set(PerfectDecoder(test_set), test_set, out, seed=0, resynthesize=lambda a: a.copy(),
+                            n_boot=300, title="perfect decoder", max_trial_figures=3)
+    return out, res
+
+
+def test_derangement_and_circular_shift():
+    gen = np.random.default_rng(1)
+    for n in (2, 3, 10):
+        perm = C.derangement(n, gen)
+        assert sorted(perm.tolist()) == list(range(n)) and not np.any(perm == np.arange(n))
+    series = np.arange(1000, dtype=float)[:, None]
+    starts = np.array([0, 500])
+    for _ in range(50):
+        win, shift = C.circular_shift_windows(series, starts, 20, gen)
+        assert 100 <= shift <= 900
+        assert win[0, 0, 0] == (0 - shift) % 1000 and win.shape == (2, 20, 1)
+    with pytest.raises(DataError, match="at least 2"):
+        C.derangement(1, gen)
+
+
+def test_perfect_decoder_scores_at_ceiling(perfect_result):
+    _, res = perfect_result
+    m, ceil = res["metrics"], res["ceiling"]
+    for name in ("pcc", "stoi", "estoi", "stoi_plus"):
+        assert m[name]["mean"] == pytest.approx(1.0, abs=1e-6)
+        assert ceil[name]["mean"] == pytest.approx(m[name]["mean"], abs=1e-9)
+        assert m[name]["n"] == 8
+    assert m["mcd_db"]["mean"] == pytest.approx(0.0, abs=1e-9)
+    assert m["pcc_per_bin"]["mean"] == pytest.approx(1.0, abs=1e-9)
+    # other trials' speech is far from each trial's own: chance is well below the ceiling
+    for kind in ("shuffled", "circular_shift"):
+        assert res["chance"][kind]["pcc"]["mean"] < 0.85
+        assert res["chance"][kind]["stoi"]["mean"] < 0.75
+        assert res["metrics"]["pcc"]["ci_low"] > res["chance"][kind]["pcc"]["ci_high"]
+    draws = res["chance_draws"]["shuffled"][0]
+    assert not np.any(np.array(draws) == np.arange(8))
+
+
+def test_noise_decoder_scores_at_chance(tmp_path):
+    test_set = _make_test_set(str(tmp_path), n_trials=16)
+    level = float(np.mean(test_set.mel_db))
+    res = evaluate_test_set(NoiseDecoder(level), test_set, tmp_path / "noise", seed=3, n_boot=200, write_report=False,
+                            n_chance_repeats=2)
+    m, ch = res["metrics"], res["chance"]
+    assert abs(m["pcc"]["mean"]) < 0.05
+    for kind in ("shuffled", "circular_shift"):
+        for name, max_tol in (("pcc", 0.02), ("stoi", 0.1), ("estoi", 0.05), ("stoi_plus", 0.05), ("mcd_db", 0.5)):
+            # equal within 3 combined SEMs (trial-to-trial noise), and that band is itself narrow
+            tol = 3 * np.hypot(m[name]["sem"], ch[kind][name]["sem"])
+            assert tol < max_tol, (kind, name, tol)
+            assert m[name]["mean"] == pytest.approx(ch[kind][name]["mean"], abs=tol), (kind, name)
+    assert res["ceiling"] is None and "ceiling not computed" in res["ceiling_note"]
+    assert not (tmp_path / "noise" / "report.html").exists()
+    assert (tmp_path / "noise" / "metrics.json").exists()
+
+
+def test_metrics_json_contents(perfect_result, test_set):
+    out, res = perfect_result
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["seed"] == 0 and saved["n_trials"] == 8 and "git_hash" in saved and "neurovox_version" in saved
+    assert set(saved["chance"]) == {"shuffled", "circular_shift"}
+    assert len(saved["per_trial"]["decoded"]["pcc"]) == 8
+    assert set(saved["per_trial"]) == {"decoded", "chance_shuffled", "chance_circular_shift", "ceiling"}
+    import soundfile as sf
+
+    wave, sr = sf.read(out / saved["trials"][0]["wav_reference"])
+    assert sr == 16_000 and len(wave) == N_TARGET * 128
+    assert np.corrcoef(wave, test_set.audio[0])[0, 1] > 0.999
+
+
+def test_score_rejects_bad_shapes(test_set):
+    bad = {"mel_db": test_set.mel_db[:, :10], "audio": test_set.audio}
+    with pytest.raises(DataError, match="n_target_frames"):
+        C.score_trials(test_set, bad)
+
+
+def _fake_run(tmp_path: Path, data: Path) -> Path:
+    from dataclasses import dataclass as dc
+
+    from neurovox.runs import start_run
+
+    @dc
+    class Cfg:
+        seed: int = 0  # RNG seed
+
+    run = start_run(tmp_path / "run", kind="decoder", config=Cfg(), seed=0, data_path=data)
+    run.mark_done()
+    return run.path
+
+
+def test_evaluate_run_refuses_other_data(tmp_path):
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    a.write_bytes(b"training data")
+    b.write_bytes(b"other data")
+    run = _fake_run(tmp_path, a)
+    with pytest.raises(RunError, match="--allow-other-data"):
+        evaluate_run(run, b, tmp_path / "out")
+    meta = check_data_hash(run, b, allow_other_data=True)
+    assert meta["matches_training_data"] is False and meta["allow_other_data"] is True
+    assert check_data_hash(run, a)["matches_training_data"] is True
+    with pytest.raises(DataError, match="does not exist"):
+        check_data_hash(run, tmp_path / "missing.h5")
+
+
+def test_cv_runs_folds_once_and_aggregates(tmp_path):
+    data = tmp_path / "d.h5"
+    data.write_bytes(b"x")
+    calls = []
+
+    def train(*, model, fold, run_dir, **kw):
+        calls.append((model, fold))
+        run_dir.mkdir(parents=True)
+        return run_dir
+
+    def evaluate(run_dir, data_path, out_dir, seed, speech_run):
+        model, fold = calls[-1]
+        value = {"resnet": 0.6, "linear": 0.3}[model] + 0.01 * fold
+        return {"metrics": {"pcc": {"mean": value, "sem": 0.01}},
+                "chance": {"shuffled": {"pcc": {"mean": 0.02 * fold}}}, "ceiling": {"pcc": {"mean": 0.9}}}
+
+    summary = run_cv(data, ["resnet", "linear"], tmp_path / "cv", n_folds=3, train_fn=train, evaluate_fn=evaluate,
+                     progress=False)
+    assert len(calls) == 6
+    agg = summary["models"]["resnet"]["metrics"]["pcc"]
+    vals = np.array([0.6, 0.61, 0.62])
+    assert agg["mean"] == pytest.approx(vals.mean()) and agg["sem"] == pytest.approx(vals.std(ddof=1) / np.sqrt(3))
+    assert summary["models"]["linear"]["chance"]["shuffled"]["pcc"]["mean"] == pytest.approx(0.02)
+    assert (tmp_path / "cv" / "report.html").stat().st_size > 0
+    # rerun: every fold has DONE, nothing is recomputed; a deleted DONE reruns that fold only
+    (tmp_path / "cv" / "linear" / "fold1" / "DONE").unlink()
+    shutil.rmtree(tmp_path / "cv" / "linear" / "fold1" / "run")
+    run_cv(data, ["resnet", "linear"], tmp_path / "cv", n_folds=3, train_fn=train, evaluate_fn=evaluate, progress=False)
+    assert calls[6:] == [("linear", 1)]
+    assert aggregate_folds([])["metrics"] is None
+
+
+@pytest.mark.slow
+def test_evaluate_run_end_to_end_linear(tmp_path):
+    """Real pipeline: simulate -> train the linear baseline (--quick) -> `neurovox evaluate` (about 2 min)."""
+    from neurovox.cli import main
+
+    sim, run, cache = tmp_path / "sim", tmp_path / "lin", tmp_path / "cache"
+    assert main(["simulate", "--out", str(sim), "--kind", "high_gamma", "--n-trials", "100", "--snr-db", "5"]) == 0
+    data = next(sim.glob("*.h5"))
+    assert main(["train", "decoder", "--data", str(data), "--model", "linear", "--out", str(run), "--quick",
+                 "--cache-dir", str(cache)]) == 0
+    assert main(["evaluate", "--run", str(run), "--data", str(data), "--cache-dir", str(cache),
+                 "--n-boot", "300"]) == 0
+    res = json.loads((run / "eval" / "metrics.json").read_text())
+    assert res["n_trials"] == 50 and res["data"]["matches_training_data"] is True
+    for name in ("pcc", "stoi", "estoi", "pcc_per_bin"):
+        for kind in ("shuffled", "circular_shift"):
+            assert res["metrics"][name]["ci_low"] > res["chance"][kind][name]["mean"] + 0.1, (name, kind)
+    assert res["metrics"]["mcd_db"]["mean"] < res["chance"]["shuffled"]["mcd_db"]["mean"]
+    assert (run / "eval" / "report.html").stat().st_size > 0
+    other = tmp_path / "other.h5"
+    other.write_bytes(data.read_bytes() + b"\0")
+    assert main(["evaluate", "--run", str(run), "--data", str(other)]) == 2  # refused: not the training file
