@@ -23,6 +23,7 @@ from neurovox.errors import DataError
 
 @dataclass
 class DenoiserConfig:
+    arch: str = "unet2d"                   # "unet2d" (this file) or "unet1d" (denoiser_temporal.py: mel bins as channels)
     n_mels: int = 80                       # mel bins (image height), count
     channels: tuple[int, ...] = (32, 64, 128)  # feature channels per resolution level, count
     n_res_blocks: int = 2                  # residual blocks per level, count
@@ -38,6 +39,18 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) 
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
     args = t.float()[:, None] * freqs[None]
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+def build_denoiser(cfg: DenoiserConfig) -> nn.Module:
+    """The denoiser named by `cfg.arch`."""
+    from neurovox.utils.check import check_option
+
+    check_option("denoiser.arch", cfg.arch, ("unet2d", "unet1d"))
+    if cfg.arch == "unet1d":
+        from neurovox.diffusion.denoiser_temporal import TemporalUNet
+
+        return TemporalUNet(cfg)
+    return MelUNet(cfg)
 
 
 def _norm(ch: int) -> nn.GroupNorm:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from neurovox.diffusion import features
-from neurovox.diffusion.denoiser import DenoiserConfig, MelUNet
+from neurovox.diffusion.denoiser import DenoiserConfig, build_denoiser
 from neurovox.diffusion.schedule import NoiseSchedule
 from neurovox.diffusion.speech_data import MelWindows, collect_speech, split_streams
 from neurovox.errors import ConfigError, RunError
@@ -85,7 +85,7 @@ def diffusion_loss(denoiser: torch.nn.Module, schedule: NoiseSchedule, x0: torch
     return F.mse_loss(denoiser(xt, t), schedule.training_target(x0, noise, t))
 
 
-def _lightning_module(cfg: PriorRunConfig, denoiser: MelUNet, schedule: NoiseSchedule):
+def _lightning_module(cfg: PriorRunConfig, denoiser: torch.nn.Module, schedule: NoiseSchedule):
     import lightning as L
 
     class PriorModule(L.LightningModule):
@@ -145,7 +145,7 @@ def train_prior(out: str | Path, cfg: PriorRunConfig, *, overwrite: bool = False
     n_windows = pc.batch_size * max(1, min(pc.max_steps, 200))  # "epoch" = up to 200 steps
     train_ds = MelWindows(train_streams, pc.n_frames, n_windows, seed=cfg.seed)
     val_ds = MelWindows(val_streams or train_streams, pc.n_frames, pc.n_val_windows, seed=cfg.seed + 1, fixed=True)
-    denoiser = MelUNet(cfg.denoiser)
+    denoiser = build_denoiser(cfg.denoiser)
     schedule = NoiseSchedule(pc.n_train_steps, pc.schedule, pc.prediction)
     n_params = sum(p.numel() for p in denoiser.parameters())
     print(f"[prior] {len(streams)} speech streams, {train_ds.n_total_frames / 125:.0f} s of training speech; "
@@ -172,7 +172,7 @@ def train_prior(out: str | Path, cfg: PriorRunConfig, *, overwrite: bool = False
     return run
 
 
-def save_prior(path: Path, denoiser: MelUNet, schedule: NoiseSchedule) -> None:
+def save_prior(path: Path, denoiser: torch.nn.Module, schedule: NoiseSchedule) -> None:
     from neurovox.utils.files import atomic_path
 
     state = {"denoiser_config": asdict(denoiser.cfg), "schedule": schedule.config(),
@@ -183,7 +183,7 @@ def save_prior(path: Path, denoiser: MelUNet, schedule: NoiseSchedule) -> None:
         torch.save(state, tmp)
 
 
-def load_prior(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[MelUNet, NoiseSchedule, int]:
+def load_prior(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, NoiseSchedule, int]:
     """(EMA denoiser in eval mode, schedule, window length in frames) of a finished prior run."""
     run = open_run(run_dir, expect_kind="prior", require_done=True)
     path = run.path / PRIOR_FILE
@@ -192,7 +192,7 @@ def load_prior(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple
     state = torch.load(path, map_location=device, weights_only=False)
     dc = dict(state["denoiser_config"])
     dc["channels"] = tuple(dc["channels"])
-    denoiser = MelUNet(DenoiserConfig(**dc))
+    denoiser = build_denoiser(DenoiserConfig(**dc))
     denoiser.load_state_dict(state["state_dict"])
     schedule = NoiseSchedule(**state["schedule"]).to(device)
     n_frames = int(run.config.get("prior", {}).get("n_frames", 128))
