@@ -281,3 +281,44 @@ def test_evaluate_run_end_to_end_linear(tmp_path):
     other = tmp_path / "other.h5"
     other.write_bytes(data.read_bytes() + b"\0")
     assert main(["evaluate", "--run", str(run), "--data", str(other)]) == 2  # refused: not the training file
+
+
+def test_ceiling_from_a_speech_run(test_set, tmp_path):
+    """The ceiling adapter loads a speech run (encoder + synth) and resynthesises the references."""
+    from dataclasses import dataclass as dc
+
+    from neurovox.encoder.model import EncoderConfig, SpeechEncoder
+    from neurovox.encoder.train import save_speech_model
+    from neurovox.evaluate.evaluate import speech_resynthesizer
+    from neurovox.runs import start_run
+    from neurovox.synth import FormantSynth, SynthConfig
+
+    @dc
+    class Cfg:
+        seed: int = 0  # RNG seed
+
+    torch.manual_seed(0)
+    run = start_run(tmp_path / "speech", kind="speech", config=Cfg(), seed=0)
+    save_speech_model(run.path / "model.pt", SpeechEncoder(EncoderConfig(hidden=16, n_blocks=1)), FormantSynth(SynthConfig()))
+    run.mark_done()
+    small = C.TestSet(neural_windows=test_set.neural_windows[:3], mel_db=test_set.mel_db[:3], audio=test_set.audio[:3],
+                      speech_mask=test_set.speech_mask[:3], n_lead_frames=N_LEAD)
+    resynth = speech_resynthesizer(run.path)
+    out = resynth(small.audio)
+    assert out["audio"].shape == small.audio.shape and out["mel_db"].shape == small.mel_db.shape
+    assert np.isfinite(out["audio"]).all() and out["audio"].std() > 0
+    ceil = C.ceiling(resynth, small, np.random.default_rng(0), n_boot=50)
+    assert set(ceil["summary"]) == set(C.SUMMARY_METRICS)
+    assert np.isfinite(ceil["per_trial"]["pcc"]).all() and np.all(np.abs(ceil["per_trial"]["pcc"]) <= 1)
+
+
+def test_evaluate_run_names_a_missing_decoder_loader(tmp_path, monkeypatch):
+    import neurovox.decoders as decoders
+    from neurovox.evaluate.evaluate import load_decoder
+
+    data = tmp_path / "a.h5"
+    data.write_bytes(b"training data")
+    run = _fake_run(tmp_path, data)
+    monkeypatch.delattr(decoders, "load_trial_decoder")
+    with pytest.raises(RunError, match="load_trial_decoder is not available"):
+        load_decoder(run)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from neurovox.errors import ConfigError, DataError
-from neurovox.io.recording import Recording, make_channel_table
+from neurovox.io.recording import make_channel_table
 from neurovox.preprocess import CausalHighGamma, HighGammaConfig, extract_high_gamma, make_reference
 from neurovox.preprocess.reference import detect_line_noise_hz, frame_average, frame_starts
 from tests.test_preprocess_synthetic import make_raw_recording
@@ -112,6 +112,8 @@ def test_frame_rates_baseline_zscore_and_clip():
     z = extract_high_gamma(rec, HighGammaConfig(frame_rate_hz=100.0, clip_sd=0.0)).neural[mask]
     np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-4)
     np.testing.assert_allclose(z.std(axis=0), 1.0, atol=1e-4)
+    one = extract_high_gamma(rec, HighGammaConfig(zscore="none", n_jobs=1, block_channels=5)).neural
+    assert np.array_equal(one, extract_high_gamma(rec, HighGammaConfig(zscore="none", n_jobs=2)).neural)
     st = frame_starts(1024, 1024.0, 125.0)
     assert len(st) == 126 and set(np.diff(st)) == {8, 9}
 
@@ -139,6 +141,9 @@ def test_errors_name_the_problem():
         HighGammaConfig(band_low_hz=150.0, band_high_hz=70.0)
     with pytest.raises(ConfigError, match="line_noise_hz"):
         HighGammaConfig(line_noise_hz=55.0)
+    stream = CausalHighGamma(1024.0, make_reference(rec.channels), HighGammaConfig(causal=True))
+    with pytest.raises(DataError, match="chunk has 3 channels but the stream was set up for 16"):
+        stream.process(np.zeros((10, 3)))
     low = rec.replace(neural=rec.neural[::4], neural_sfreq_hz=256.0, audio=rec.audio, audio_sfreq_hz=16000.0)
     with pytest.raises(DataError, match="too low"):
         extract_high_gamma(low)

@@ -20,6 +20,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--split", default="kfold", help="kfold | flinker | lowo | swpd (default kfold)")
     p.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (rerun the same command to resume)")
+    p.add_argument("--cache-dir", default=None, metavar="DIR", help="feature cache (default: neurovox's cache)")
     p.add_argument("--quick", action="store_true", help="small, fast training settings for a first look")
     add_config_args(p)
     p.set_defaults(func=run)
@@ -32,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     summary = run_cv(args.data, models, args.out, speech_run=args.speech, causal=args.causal, split=args.split,
                      n_folds=args.folds, seed=args.seed if args.seed is not None else 0, quick=args.quick,
-                     overrides=list(args.overrides or []), config_path=args.config)
+                     overrides=list(args.overrides or []), config_path=args.config,
+                     cache_dir=args.cache_dir)
     for model, res in summary["models"].items():
         pcc = (res["metrics"] or {}).get("pcc", {})
         ch = ((res["chance"] or {}).get("shuffled") or {}).get("pcc", {})

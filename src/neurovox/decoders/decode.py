@@ -239,8 +239,3 @@ def _write_png(path: Path, ref_mel: np.ndarray, dec_mel: np.ndarray, title: str)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
-
-
-def describe(run_dir: str | Path) -> str:
-    run = open_run(run_dir, expect_kind="decoder")
-    return json.dumps({"kind": run.kind, "decoder": run.config.get("decoder", {})}, indent=1)

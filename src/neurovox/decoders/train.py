@@ -11,7 +11,7 @@ speech features), makes the split, fits the Normalizer on training frames, and t
   weights are validated and saved), TensorBoard logs in RUN/logs and a progress bar.
 
 The run directory holds everything decoding needs: config.yaml (prepare, split, decoder sections),
-model.pt (model name, args, EMA weights, synthesizer config and state) or linear.npz, normalizer.npz,
+model.pt (model name, args, EMA weights, synthesizer config and state) or linear.npz, normalizer.json,
 layout.json, and DONE.
 """
 

@@ -140,7 +140,7 @@ def train_likelihood(data_path: str | Path, out: str | Path, cfg: LikelihoodRunC
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         val = evaluate_likelihood(model, val_ds or train_ds, wc.n_lead_frames, good)
         state["history"].append({"epoch": epoch + 1, "train_mse": float(np.mean(losses)), "val_mse": val["mse"],
                                  "val_r": val["mean_r"]})
@@ -161,7 +161,7 @@ def train_likelihood(data_path: str | Path, out: str | Path, cfg: LikelihoodRunC
     test = evaluate_likelihood(model, test_ds, wc.n_lead_frames, good)
     val = evaluate_likelihood(model, val_ds, wc.n_lead_frames, good) if val_ds is not None else None
     train_s = time.perf_counter() - t0
-    save_likelihood(run.path / LIKELIHOOD_FILE, model)
+    save_likelihood(run.path / LIKELIHOOD_FILE, model, good)
     write_json_atomic(run.path / "normalizer.json", norm.state_dict())
     metrics = {"val": val, "test": test, "train_s": train_s, "epochs": state["epoch"], "history": state["history"]}
     write_json_atomic(run.path / "metrics.json", metrics)
@@ -170,14 +170,16 @@ def train_likelihood(data_path: str | Path, out: str | Path, cfg: LikelihoodRunC
     return run
 
 
-def save_likelihood(path: Path, model: LikelihoodModel) -> None:
+def save_likelihood(path: Path, model: LikelihoodModel, good_channels: np.ndarray) -> None:
+    """Weights (without the frozen Whisper encoder, reloaded from its directory) + the good-channel mask."""
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("whisper.encoder.")}
     with atomic_path(path) as tmp:
-        torch.save({"config": model.config(), "state_dict": state}, tmp)
+        torch.save({"config": model.config(), "state_dict": state,
+                    "good_channels": np.asarray(good_channels, dtype=bool).tolist()}, tmp)
 
 
-def load_likelihood(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[LikelihoodModel, Any, Run]:
-    """(A in eval mode, its Normalizer, the run) of a finished likelihood run."""
+def load_likelihood(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[LikelihoodModel, Any, Run, np.ndarray]:
+    """(A in eval mode, its Normalizer, the run, good-channel mask (n_channels,) bool) of a finished likelihood run."""
     from neurovox.preprocess import Normalizer
 
     run = open_run(run_dir, expect_kind="likelihood", require_done=True)
@@ -199,4 +201,5 @@ def load_likelihood(run_dir: str | Path, device: str | torch.device = "cpu") -> 
         raise RunError(f"Likelihood weights in {str(path)!r} do not match the model: missing {missing[:3]}, "
                        f"unexpected {unexpected[:3]}.")
     norm = Normalizer.from_state_dict(json.loads((run.path / "normalizer.json").read_text()))
-    return model.to(device).eval(), norm, run
+    good = np.asarray(payload.get("good_channels", [True] * n_channels), dtype=bool)
+    return model.to(device).eval(), norm, run, good

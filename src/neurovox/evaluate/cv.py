@@ -12,6 +12,7 @@ its chance levels and the ceiling) and one comparison report ``OUT/report.html``
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from neurovox.errors import ConfigError, RunError
+from neurovox.errors import ConfigError
 from neurovox.utils.check import check_option
 from neurovox.utils.files import write_json_atomic
 
@@ -31,7 +32,7 @@ EvalFn = Callable[..., dict[str, Any]]
 
 def default_train(*, model: str, fold: int, n_folds: int, split: str, causal: bool, data_path: Path,
                   speech_run: Path | None, run_dir: Path, seed: int, quick: bool, overrides: Sequence[str],
-                  config_path: str | Path | None = None) -> Path:
+                  config_path: str | Path | None = None, cache_dir: str | Path | None = None) -> Path:
     """Train one fold with `neurovox.decoders.train.train_decoder`, configured as `neurovox train decoder`.
 
     Config layering: defaults <- --quick settings <- `config_path` <- model/causal/split/fold/seed <- overrides.
@@ -50,13 +51,15 @@ def default_train(*, model: str, fold: int, n_folds: int, split: str, causal: bo
              f"split.fold={fold}", f"split.n_folds={n_folds}", f"seed={seed}"]
     cfg = load_config(DecoderRunConfig, config_path, flags + list(overrides), base=quick_settings(model) if quick else None)
     torch.manual_seed(cfg.seed)  # cv is a CLI-level driver: it seeds each fold's training like the CLI does
-    return Path(train_decoder(data_path, run_dir, cfg, speech_run=speech_run, progress=False))
+    return Path(train_decoder(data_path, run_dir, cfg, speech_run=speech_run, progress=False,
+                              cache_dir=Path(cache_dir) if cache_dir else None))
 
 
-def default_evaluate(run_dir: Path, data_path: Path, out_dir: Path, seed: int, speech_run: Path | None) -> dict[str, Any]:
+def default_evaluate(run_dir: Path, data_path: Path, out_dir: Path, seed: int, speech_run: Path | None,
+                     cache_dir: str | Path | None = None) -> dict[str, Any]:
     from neurovox.evaluate.evaluate import evaluate_run
 
-    return evaluate_run(run_dir, data_path, out_dir, seed, speech_run=speech_run)
+    return evaluate_run(run_dir, data_path, out_dir, seed, speech_run=speech_run, cache_dir=cache_dir)
 
 
 def _fold_summary(result: dict[str, Any]) -> dict[str, Any]:
@@ -103,7 +106,8 @@ def aggregate_folds(folds: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run_cv(data_path: str | Path, models: Sequence[str], out_dir: str | Path, *, speech_run: str | Path | None = None,
            causal: bool = False, split: str = "kfold", n_folds: int = 5, seed: int = 0, quick: bool = False,
-           overrides: Sequence[str] = (), config_path: str | Path | None = None, train_fn: TrainFn | None = None,
+           overrides: Sequence[str] = (), config_path: str | Path | None = None,
+           cache_dir: str | Path | None = None, train_fn: TrainFn | None = None,
            evaluate_fn: EvalFn | None = None, progress: bool = True) -> dict[str, Any]:
     """Cross-validate `models` on `data_path`; see the module docstring. Returns cv_summary.json's content."""
     check_option("split", split, SPLITS)
@@ -115,8 +119,10 @@ def run_cv(data_path: str | Path, models: Sequence[str], out_dir: str | Path, *,
     if not data_path.exists():
         raise ConfigError(f"Data file {str(data_path)!r} does not exist.")
     out_dir = Path(out_dir)
-    train_fn = train_fn or default_train
-    evaluate_fn = evaluate_fn or default_evaluate
+    if train_fn is None:
+        train_fn = functools.partial(default_train, config_path=config_path, cache_dir=cache_dir)
+    if evaluate_fn is None:
+        evaluate_fn = functools.partial(default_evaluate, cache_dir=cache_dir)
     folds_of_split = 1 if split == "flinker" else n_folds
     jobs = [(m, k) for m in models for k in range(folds_of_split)]
     n_done = sum((out_dir / m / f"fold{k}" / "DONE").exists() for m, k in jobs)
@@ -130,8 +136,7 @@ def run_cv(data_path: str | Path, models: Sequence[str], out_dir: str | Path, *,
         results[model].append(run_fold(
             model, fold, out_dir / model / f"fold{fold}", train_fn=train_fn, evaluate_fn=evaluate_fn,
             data_path=data_path, speech_run=Path(speech_run) if speech_run else None, seed=seed,
-            n_folds=n_folds, split=split, causal=causal, quick=quick, overrides=tuple(overrides),
-            **({"config_path": config_path} if config_path is not None else {})))
+            n_folds=n_folds, split=split, causal=causal, quick=quick, overrides=tuple(overrides)))
     summary = {"data": str(data_path.resolve()), "split": split, "n_folds": folds_of_split, "causal": causal,
                "seed": seed, "models": {m: {**aggregate_folds(results[m]), "folds": results[m]} for m in models}}
     write_json_atomic(out_dir / "cv_summary.json", summary)

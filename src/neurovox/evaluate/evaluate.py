@@ -15,6 +15,7 @@ The folder is written under a temporary name and renamed when complete.
 
 from __future__ import annotations
 
+import importlib
 import math
 from datetime import datetime, timezone
 from pathlib import Path
@@ -179,10 +180,12 @@ def _json_clean(obj: Any) -> Any:
 def load_decoder(run_dir: str | Path) -> TrialDecoder:
     """`neurovox.decoders.load_trial_decoder` for kind "decoder", `neurovox.diffusion...` for "dps"."""
     run = open_run(run_dir, expect_kind=DECODER_KINDS, require_done=True)
-    if run.kind == "dps":
-        from neurovox.diffusion import load_trial_decoder
-    else:
-        from neurovox.decoders import load_trial_decoder
+    module = "neurovox.diffusion" if run.kind == "dps" else "neurovox.decoders"
+    try:
+        load_trial_decoder = getattr(importlib.import_module(module), "load_trial_decoder")
+    except (ImportError, AttributeError):
+        raise RunError(f"Cannot evaluate {str(run.path)!r}: {module}.load_trial_decoder is not available in this "
+                       f"neurovox installation (run kind {run.kind!r}).") from None
     return load_trial_decoder(run.path)
 
 
@@ -281,7 +284,10 @@ def speech_resynthesizer(speech_run: str | Path, seed: int = 0, batch_size: int 
     """
     import torch
 
-    from neurovox.encoder import load_speech_model
+    try:
+        from neurovox.encoder import load_speech_model
+    except ImportError:
+        from neurovox.encoder.train import load_speech_model
 
     model = load_speech_model(speech_run)
     if hasattr(model, "resynthesize"):

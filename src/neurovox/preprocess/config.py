@@ -28,7 +28,8 @@ class HighGammaConfig:
     baseline_start_s: float = -0.25      # s relative to speech onset, baseline window start
     baseline_stop_s: float = -0.05       # s relative to speech onset, baseline window end
     clip_sd: float = 10.0                # sd, clip z-scores to +-clip_sd (0 = no clipping)
-    block_channels: int = 16             # channels processed at once offline (bounds memory)
+    block_channels: int = 8              # channels per offline block (peak memory grows with n_jobs x block_channels)
+    n_jobs: int = 2                      # threads working on channel blocks offline (memory grows with it)
     block_s: float = 30.0                # s, chunk length of the causal pass over a whole recording
 
     def __post_init__(self) -> None:
@@ -46,6 +47,7 @@ class HighGammaConfig:
         check_range("clip_sd", self.clip_sd, 0.0, None)
         check_range("envelope_lowpass_hz", self.envelope_lowpass_hz, 0.0, None)
         check_range("block_channels", self.block_channels, 1, None)
+        check_range("n_jobs", self.n_jobs, 1, 64)
         check_range("block_s", self.block_s, 0.01, None)
         if self.baseline_stop_s <= self.baseline_start_s:
             raise ConfigError(f"baseline_stop_s ({self.baseline_stop_s}) must exceed baseline_start_s ({self.baseline_start_s}).")

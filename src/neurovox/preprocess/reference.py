@@ -23,6 +23,7 @@ import scipy.signal as ss
 from neurovox.errors import DataError
 
 LINE_CANDIDATES_HZ = (50.0, 60.0)
+REF_BLOCK_SAMPLES = 1 << 16  # samples per block when averaging the reference
 LINE_DETECT_MIN_DB = 6.0  # dB, a mains peak must stand this far above its neighbourhood to be notched
 
 
@@ -39,6 +40,7 @@ class Reference:
     group_of: np.ndarray | None = None     # (n_channels,) group index of each channel
     members: list[np.ndarray] | None = None  # good-channel indices of each group
     pairs: np.ndarray | None = None        # (n_out, 2) bipolar pairs
+    n_in: int = 0                          # number of input channels
 
     @property
     def n_out(self) -> int:
@@ -47,10 +49,12 @@ class Reference:
     def group_refs(self, x: np.ndarray) -> np.ndarray:
         """Reference signal of each group, shape (n_samples, n_groups), float64."""
         refs = np.zeros((x.shape[0], len(self.members)), dtype=np.float64)
-        for g, idx in enumerate(self.members):
-            if len(idx):
-                # contiguous copy, then a per-row reduction: identical bits for any number of rows
-                refs[:, g] = np.ascontiguousarray(x[:, idx], dtype=np.float64).sum(axis=1) / len(idx)
+        for t0 in range(0, x.shape[0], REF_BLOCK_SAMPLES):  # time blocks bound the float64 copy
+            rows = slice(t0, t0 + REF_BLOCK_SAMPLES)
+            for g, idx in enumerate(self.members):
+                if len(idx):
+                    # contiguous copy, then a per-row reduction: identical bits for any number of rows
+                    refs[rows, g] = np.ascontiguousarray(x[rows][:, idx], dtype=np.float64).sum(axis=1) / len(idx)
         return refs
 
     def apply(self, x: np.ndarray, cols: np.ndarray | None = None, refs: np.ndarray | None = None) -> np.ndarray:
@@ -87,15 +91,16 @@ def make_reference(channels: pd.DataFrame, ecog_reference: str = "car",
         out = channels.iloc[rows].reset_index(drop=True).copy()
         out["name"] = names
         out["bad"] = bads
-        return Reference("bipolar", out, pairs=np.asarray(pairs, dtype=np.int64))
+        return Reference("bipolar", out, pairs=np.asarray(pairs, dtype=np.int64), n_in=len(channels))
     if not is_seeg.any() and ecog_reference == "none":
-        return Reference("none", channels.reset_index(drop=True).copy())
+        return Reference("none", channels.reset_index(drop=True).copy(), n_in=len(channels))
     # average reference per (type, group): CAR for grids, shaft average for sEEG
     keys = [f"{t}|{g}" for t, g in zip(types, groups)]
     uniq = list(dict.fromkeys(keys))
     group_of = np.array([uniq.index(k) for k in keys], dtype=np.int64)
     members = [np.flatnonzero((group_of == gi) & ~bad) for gi in range(len(uniq))]
-    return Reference("average", channels.reset_index(drop=True).copy(), group_of=group_of, members=members)
+    return Reference("average", channels.reset_index(drop=True).copy(), group_of=group_of, members=members,
+                     n_in=len(channels))
 
 
 def detect_line_noise_hz(x: np.ndarray, sfreq_hz: float, max_s: float = 60.0) -> tuple[float, float]:

@@ -21,12 +21,16 @@ on audio sample 128 i (time i * 8 ms), so Praat tracks are sampled at those same
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from neurovox import dsp
 from neurovox.errors import DataError
+
+if TYPE_CHECKING:
+    from neurovox.preprocess.config import PrepareConfig
 
 N_FORMANTS = 6
 N_MELS_SWPD = 23
@@ -117,7 +121,8 @@ def praat_features(audio_16k: np.ndarray, n_frames: int, *, sex: str = "unknown"
             "intensity_db": inten.astype(np.float32)}
 
 
-def compute_speech_features(audio_16k: np.ndarray, cfg=None, *, sex: str = "unknown") -> SpeechFeatures:
+def compute_speech_features(audio_16k: np.ndarray, cfg: PrepareConfig | None = None, *,
+                            sex: str = "unknown") -> SpeechFeatures:
     """All per-frame speech features of 16 kHz audio.
 
     Parameters

@@ -151,7 +151,7 @@ def parameter_trajectories(path: Path, params: np.ndarray, f0_hz: np.ndarray | N
     names = param_names()
     t = np.arange(len(params)) / dsp.FRAME_RATE_HZ
     fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.0))
-    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.3, top=0.82, wspace=0.18)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.36, top=0.82, wspace=0.18)
     ax = axes[0]
     ax.plot(t, params[:, names.index("f0_hz")], color="#d9480f", lw=1.4, label="decoded")
     if f0_hz is not None:
@@ -169,7 +169,7 @@ def parameter_trajectories(path: Path, params: np.ndarray, f0_hz: np.ndarray | N
             ax.plot(t, np.asarray(formants_hz)[:, k], color=c, lw=1.0, ls="--", label=f"F{k + 1} reference")
     ax.set_title("formants F1-F3")
     ax.set_xlabel("time (s)")
-    ax.legend(fontsize=6, framealpha=0.8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.22))
+    ax.legend(fontsize=6, framealpha=0.8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.3))
     for a in axes:
         if speech_mask is not None and speech_mask.any():
             idx = np.flatnonzero(speech_mask)

@@ -47,6 +47,7 @@ figure { margin: 14px 0 24px; } figure img { max-width: 100%; border: 1px solid 
 .players label { font-size: 12px; color: var(--muted); display: block; }
 audio { height: 32px; width: 260px; }
 a { color: var(--accent); }
+.figs { display: flex; gap: 18px; flex-wrap: wrap; align-items: flex-start; }
 .trials td:nth-child(2), .trials th:nth-child(2) { text-align: left; }
 """
 
@@ -238,7 +239,7 @@ def write_comparison_report(entries: list[dict[str, Any]], out_dir: str | Path,
     labels = {"pcc": "PCC (per trial)", "pcc_per_bin": "PCC (per bin)", "stoi": "STOI", "estoi": "ESTOI",
               "stoi_plus": "STOI+", "mcd_db": "MCD (dB)"}
     body = [f"<h1>{html.escape(title)}</h1>",
-            f"<p class=\"sub\">{len(entries)} models &middot; each cell: decoded mean &plusmn; SEM, with the "
+            f"<p class=\"sub\">{len(entries)} model{'s' if len(entries) != 1 else ''} &middot; each cell: decoded mean &plusmn; SEM, with the "
             "trial-shuffled chance level and the resynthesis ceiling beneath</p>"]
     if notes:
         body.append(f"<p class=\"note\">{html.escape(notes)}</p>")
@@ -264,10 +265,13 @@ def write_comparison_report(entries: list[dict[str, Any]], out_dir: str | Path,
         n = f" <span class=\"ci\">{e['n_folds']} folds</span>" if e.get("n_folds") else ""
         rows.append(f"<tr><td class=\"name\">{html.escape(e['name'])}{n}</td>{''.join(cells)}<td>{link}</td></tr>")
     body.append(f"<table class=\"metrics\"><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>")
+    figs = []
     for m in ("pcc", "stoi"):
         fig = figures.comparison_bars(fig_dir / f"compare_{m}.png", entries, m, labels[m])
         if fig is not None:
-            body.append(f"<figure><img src=\"figures/{fig.name}\" alt=\"{m} by model\"></figure>")
+            figs.append(f"<figure><img src=\"figures/{fig.name}\" alt=\"{m} by model\"></figure>")
+    if figs:
+        body.append("<div class=\"figs\">" + "".join(figs) + "</div>")
     path = out_dir / "report.html"
     write_text_atomic(path, _page(title, "\n".join(body)))
     return path

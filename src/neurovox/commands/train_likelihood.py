@@ -1,0 +1,65 @@
+"""`neurovox train likelihood`: the neural likelihood model A (mel window -> z-scored neural features)
+of generative decoding, and optionally the "dps" run that combines it with a prior.
+
+    neurovox train likelihood --data sim/sim01.h5 --out runs/lik --quick
+    neurovox train likelihood --data sim/sim01.h5 --out runs/lik --prior runs/prior --dps-out runs/dps \\
+        [--dps-set n_steps=50 --dps-set guidance_scale=1.0 --dps-set warm_start_run=runs/linear]
+    neurovox decode --run runs/dps --data sim/sim01.h5 --out decoded/dps ; neurovox evaluate --run runs/dps ...
+
+With --dps-out and a finished --out, training is skipped and only the dps run is (re)made.
+Whisper features: --set likelihood.whisper_dir=/path/to/local/whisper (never downloaded).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from neurovox.cli import add_config_args, add_run_args
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("likelihood", help="train the neural likelihood model (generative decoding)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, metavar="FILE", help="recording (Flinker .h5, SWPD .nwb / BIDS, ...)")
+    p.add_argument("--cache-dir", default=None, metavar="DIR", help="feature cache (default: neurovox's cache)")
+    p.add_argument("--prior", default=None, metavar="RUN", help="finished prior run (needed for --dps-out)")
+    p.add_argument("--dps-out", default=None, metavar="RUN", help="also write a dps run (prior + this likelihood)")
+    p.add_argument("--dps-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a DpsConfig setting of the dps run, e.g. n_steps=50 (repeatable)")
+    add_config_args(p)
+    add_run_args(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def build_config(args: argparse.Namespace):
+    from neurovox.config import load_config
+    from neurovox.diffusion.train_likelihood import QUICK_LIKELIHOOD, LikelihoodRunConfig
+
+    flags = [f"seed={args.seed}"] if args.seed is not None else []
+    return load_config(LikelihoodRunConfig, args.config, flags + list(args.overrides or []),
+                       base=QUICK_LIKELIHOOD if args.quick else None)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from neurovox.config import parse_overrides
+    from neurovox.diffusion.decode import make_dps_run
+    from neurovox.diffusion.train_likelihood import train_likelihood
+    from neurovox.errors import ConfigError
+
+    if args.dps_out and not args.prior:
+        raise ConfigError("--dps-out needs --prior RUN (a finished `neurovox train prior` run).")
+    dps_overrides = parse_overrides(args.dps_set)
+    cfg = build_config(args)
+    if not ((Path(args.out) / "DONE").exists() and args.dps_out and not args.overwrite):
+        torch.manual_seed(cfg.seed)  # weight initialisation; only the CLI seeds
+        run_ = train_likelihood(args.data, args.out, cfg, overwrite=args.overwrite, cache_dir=args.cache_dir)
+        print(f"likelihood run written to {run_.path}")
+    if args.dps_out:
+        dps = make_dps_run(args.dps_out, args.prior, args.out, overrides=dps_overrides, seed=cfg.seed,
+                           overwrite=args.overwrite)
+        print(f"dps run written to {dps.path}; decode with `neurovox decode --run {dps.path} --data {args.data} --out DIR`")
+    return 0

@@ -1,0 +1,79 @@
+"""End-to-end stage-2 training and decoding on a tiny simulated participant (60 words, 8 x 8 grid,
+default SNR 0 dB): test PCC must beat the same decoder's trial-shuffled chance by a wide margin."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from neurovox.config import load_config
+from neurovox.decoders import load_trial_decoder
+from neurovox.decoders.decode import decode_run, trial_windows
+from neurovox.decoders.train import DecoderRunConfig, train_decoder
+from neurovox.errors import DataError
+from neurovox.evaluate.metrics import pcc_per_trial
+from neurovox.runs import open_run
+
+TINY = ["prepare.praat=false", "split.scheme=kfold", "split.n_folds=5"]
+DEEP = ["decoder.batch_size=8", "decoder.train_crop_frames=32", "decoder.lr=0.01", "decoder.ema_decay=0.9",
+        "decoder.spec_ffts=[512]"]
+
+
+@pytest.fixture(scope="module")
+def tiny_participant(tmp_path_factory):
+    from neurovox.io.flinker import write_flinker_hdf5
+    from neurovox.simulate import SimulateConfig, simulate_participant
+
+    root = tmp_path_factory.mktemp("decoders")
+    rec, _ = simulate_participant(SimulateConfig(n_trials=60), rng=0, kind="high_gamma")
+    path = write_flinker_hdf5(rec, root / "sim.h5")
+    return path, root
+
+
+def _pcc_and_chance(run_dir, data_path):
+    dec = load_trial_decoder(run_dir)
+    win = trial_windows(dec, open_run(run_dir), data_path)
+    pcc = pcc_per_trial(win["mel_db"], dec.decode(win["neural"])["mel_db"], win["speech_mask"])
+    perm = np.roll(np.arange(len(pcc)), 1)  # every test trial gets another trial's neural data
+    chance = pcc_per_trial(win["mel_db"], dec.decode(win["neural"][perm])["mel_db"], win["speech_mask"])
+    return float(np.nanmean(pcc)), float(np.nanmean(chance)), dec
+
+
+def test_linear_baseline_end_to_end(tiny_participant, tmp_path):
+    path, root = tiny_participant
+    cfg = load_config(DecoderRunConfig, None, TINY + ["decoder.model=linear", "decoder.causal=true"])
+    run_dir = train_decoder(path, tmp_path / "linear", cfg, progress=False, cache_dir=root / "cache")
+    pcc, chance, dec = _pcc_and_chance(run_dir, path)
+    assert pcc > 0.8 and pcc - chance > 0.2, (pcc, chance)
+    out = dec.decode(np.zeros((2, 144, 64), np.float32))
+    assert out["mel_db"].shape == (2, 128, 80) and out["audio"].shape == (2, 128 * 128)
+    with pytest.raises(DataError, match="expects neural windows of shape \\(n, 144, n_channels\\)"):
+        dec.decode(np.zeros((2, 100, 64), np.float32))
+    # decode command output
+    out_dir = decode_run(run_dir, path, tmp_path / "decoded")
+    with np.load(out_dir / "decoded.npz") as z:
+        assert z["decoded_mel_db"].shape == z["reference_mel_db"].shape == (12, 128, 80)
+        assert z["speech_mask"].dtype == bool
+    assert len(list((out_dir / "wav").glob("*_decoded.wav"))) == 12
+    assert len(list((out_dir / "png").glob("*.png"))) == 12
+
+
+def test_deep_decoder_end_to_end_and_resume(tiny_participant, tmp_path):
+    path, root = tiny_participant
+    torch.manual_seed(0)
+    cfg = load_config(DecoderRunConfig, None, TINY + DEEP + [
+        "decoder.model=lstm", "decoder.causal=true", "decoder.max_epochs=20", "decoder.rnn_hidden=64",
+        "decoder.rnn_layers=1"])
+    run_dir = train_decoder(path, tmp_path / "lstm", cfg, progress=False, cache_dir=root / "cache")
+    pcc, chance, dec = _pcc_and_chance(run_dir, path)
+    assert pcc - chance > 0.15, (pcc, chance)
+    summary = json.loads((run_dir / "DONE").read_text())
+    assert summary["model"] == "lstm" and summary["causal"] is True
+    assert (run_dir / "checkpoints" / "last.ckpt").exists() and list((run_dir / "logs").rglob("events.*"))
+    out = dec.decode(np.zeros((1, 144, 64), np.float32))
+    assert out["params"].shape == (1, 128, 18) and np.isfinite(out["audio"]).all()
+    out_dir = decode_run(run_dir, path, tmp_path / "decoded", trials="all", write_png=False)
+    with np.load(out_dir / "decoded.npz") as z:
+        assert z["params"].shape == (60, 128, 18)
+    assert len(list((out_dir / "params").glob("*.csv"))) == 60
