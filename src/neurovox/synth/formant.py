@@ -250,15 +250,26 @@ class FormantSynth(nn.Module):
     # Rendering --------------------------------------------------------------------------------
 
     def _harmonic(self, f0_hz: torch.Tensor, partial_amp: torch.Tensor) -> torch.Tensor:
-        """Oscillator bank. f0_hz (batch, n_frames); partial_amp (batch, n_frames, n_partials) -> (batch, n_samples)."""
+        """Oscillator bank. f0_hz (batch, n_frames); partial_amp (batch, n_frames, n_partials) -> (batch, n_samples).
+
+        Amplitudes are linear between frame centres: inside frame block f (samples f*128 ... f*128+127)
+        a(t) = (1 - w) A_f + w A_{f+1} with w = j / 128, so the sum over partials is two batched matrix
+        products per block (no per-sample amplitude tensor is built).
+        """
+        batch, n_frames, n_partials = partial_amp.shape
+        hop = dsp.HOP_SAMPLES
         f0_up = _upsample_frames(f0_hz)  # (batch, n_samples) Hz
         # Phase in cycles, accumulated across frames in float64 and wrapped to [0, 1) before the
         # partials multiply it (keeps float32 accuracy over long signals).
         cycles = torch.cumsum(f0_up.double() / dsp.SAMPLE_RATE_HZ, dim=-1)
-        cycles = (cycles - torch.floor(cycles).detach()).float()  # (batch, n_samples)
-        amp_up = _upsample_frames(partial_amp.transpose(1, 2))  # (batch, n_partials, n_samples)
-        phase = (2.0 * math.pi) * self.partial_index[None, :, None] * cycles[:, None, :]  # rad
-        return (amp_up * torch.sin(phase)).sum(dim=1)
+        omega = ((2.0 * math.pi) * (cycles - torch.floor(cycles).detach())).float()  # rad, (batch, n_samples)
+        phase = omega.reshape(batch * n_frames, hop, 1) * self.partial_index  # (batch*n_frames, hop, n_partials)
+        amp_next = torch.cat([partial_amp[:, 1:], partial_amp[:, -1:]], dim=1)  # hold after the last centre
+        amps = torch.stack([partial_amp, amp_next], dim=-1).reshape(batch * n_frames, n_partials, 2)
+        both = torch.bmm(torch.sin(phase), amps)  # (batch*n_frames, hop, 2)
+        w = torch.arange(hop, device=omega.device, dtype=omega.dtype) / hop  # (hop,)
+        wave = both[..., 0] * (1.0 - w) + both[..., 1] * w
+        return wave.reshape(batch, n_frames * hop)
 
     def _noise(self, noise_mag: torch.Tensor, n_samples: int, generator: torch.Generator | None) -> torch.Tensor:
         """White noise shaped in the STFT domain. noise_mag (batch, n_frames, 257) -> (batch, n_samples)."""
