@@ -44,7 +44,9 @@ def sim_hg_path(sim_hg_8x8, tmp_path_factory):
 def sim_raw():
     """(Recording, GroundTruth): raw voltage (V) at 1024 Hz, 2 sEEG shafts (16-32 contacts, >= 1 bad),
     20 trials (~45 s), 60 Hz line noise, snr_db 0, seed 0. `GroundTruth.envelope` is the
-    noiseless high-gamma envelope (125 Hz frames) that modulates the 70-170 Hz carrier."""
+    noiseless high-gamma envelope (125 Hz frames) that modulates the 70-170 Hz carrier;
+    `GroundTruth.raw_hg_envelope` (V) the high-gamma amplitude actually in the voltage (the target
+    for scoring preprocessing, see tests/test_preprocess_simulated.py)."""
     from neurovox.simulate import SimulateConfig, simulate_participant
 
     cfg = SimulateConfig(n_trials=20, layout="seeg", n_seeg_shafts=2, line_freq_hz=60.0)

@@ -37,7 +37,7 @@ def spectral_loss(dec_wave: torch.Tensor, ref_wave: torch.Tensor, n_ffts: tuple[
 
     Returns
     -------
-    terms : dict with "spec_lin" and "spec_mel" (scalars)
+    terms : dict with "spec_lin", "spec_mel" and "spec_coarse" (frame energy + 8 broad bands), scalars
     """
     lin = dec_wave.new_zeros(())
     for n_fft in n_ffts:
@@ -49,12 +49,20 @@ def spectral_loss(dec_wave: torch.Tensor, ref_wave: torch.Tensor, n_ffts: tuple[
     mel_dec = _db(dsp.power_to_mel(dsp.stft_power(dec_wave)))
     mel_ref = _db(dsp.power_to_mel(dsp.stft_power(ref_wave)))
     err = (mel_dec - mel_ref).abs().mean(-1) / 10.0  # (batch, n_frames)
+    # Coarse terms: frame energy and 8 broad bands. They give loudness a gradient that does not depend
+    # on the formants already matching (without them a decoder can collapse to silence early on).
+    p_dec, p_ref = 10 ** (mel_dec / 10), 10 ** (mel_ref / 10)
+    b, t, m = p_dec.shape
+    bands = lambda p: p[..., : m - m % 8].reshape(b, t, 8, -1).sum(-1)  # noqa: E731
+    coarse = ((_db(bands(p_dec)) - _db(bands(p_ref))).abs().mean(-1)
+              + (_db(p_dec.sum(-1)) - _db(p_ref.sum(-1))).abs()) / 10.0  # (batch, n_frames)
     if frame_weight is not None:
         w = frame_weight[:, : err.shape[1]].to(err)
         mel = (err * w).sum() / w.sum().clamp_min(1.0)
+        coarse = (coarse * w).sum() / w.sum().clamp_min(1.0)
     else:
-        mel = err.mean()
-    return {"spec_lin": lin, "spec_mel": mel_weight * mel}
+        mel, coarse = err.mean(), coarse.mean()
+    return {"spec_lin": lin, "spec_mel": mel_weight * mel, "spec_coarse": coarse}
 
 
 def _wmean(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

@@ -68,6 +68,7 @@ class DecoderTrainConfig:
     grad_clip: float = 1.0               # gradient-norm clip (0 = none)
     w_spec: float = 1.0                  # weight of the spectral loss (linear dB, multi-resolution)
     w_mel: float = 1.0                   # weight of the mel-dB spectral term
+    w_coarse: float = 1.0                # weight of the coarse spectral term (frame energy + 8 broad bands, dB)
     w_ref: float = 1.0                   # weight of the reference-parameter loss (needs a speech run)
     w_stoi: float = 0.0                  # weight of the differentiable STOI loss (0 = off)
     silence_weight: float = 0.3          # weight of frames outside the speech segment in the losses
@@ -201,7 +202,7 @@ class DecoderModule(_lightning().LightningModule):
         mask = batch["speech_mask"].float()
         fw = cfg.silence_weight + (1 - cfg.silence_weight) * mask
         terms = spectral_loss(out.wave, batch["audio"], tuple(cfg.spec_ffts), mel_weight=1.0, frame_weight=fw)
-        total = cfg.w_spec * terms["spec_lin"] + cfg.w_mel * terms["spec_mel"]
+        total = cfg.w_spec * terms["spec_lin"] + cfg.w_mel * terms["spec_mel"] + cfg.w_coarse * terms["spec_coarse"]
         ref = self.speech.reference_controls(batch["spec_power"]) if cfg.w_ref > 0 else None
         if ref is not None:
             terms["ref"] = reference_loss(out.controls, ref, fw)
@@ -404,6 +405,7 @@ def _fit_deep(run: Any, data: dict[str, Any], cfg: DecoderTrainConfig, layout: G
     n_channels = prepared.neural.shape[1]
     decoder = build_decoder("gru" if cfg.model == "gru" else cfg.model, n_channels=n_channels, n_out=N_RAW,
                             causal=cfg.causal, layout=layout, **model_kwargs(cfg))
+    calibrate_loudness(decoder, speech.synth, _collate_windows(data["train"], min(8, len(data["train"]))))
     module = DecoderModule(decoder, speech, cfg if cfg.w_ref > 0 and speech.encoder is not None else
                            _replace(cfg, w_ref=0.0), seed)
     gen = torch.Generator().manual_seed(seed)
@@ -432,6 +434,32 @@ def _fit_deep(run: Any, data: dict[str, Any], cfg: DecoderTrainConfig, layout: G
             "val_pcc": _f(trainer.callback_metrics.get("val_pcc"))}
 
 
+@torch.no_grad()
+def calibrate_loudness(decoder: NeuralDecoder, synth: torch.nn.Module, batch: dict[str, np.ndarray]) -> float:
+    """Set the output bias of the loudness control so that the untrained decoder's speech is as loud as the
+    reference speech (mean mel dB over speech frames). Starting far too loud or too quiet pushes the
+    loudness into the flat end of its exp-sigmoid, where the spectral loss has almost no gradient.
+
+    Returns the chosen raw loudness bias.
+    """
+    from neurovox import dsp
+
+    mask = torch.as_tensor(batch["speech_mask"]).bool()
+    ref = torch.as_tensor(batch["mel_db"])[mask].mean()
+    n = int(mask.shape[1])
+    best, best_err = 0.0, float("inf")
+    for bias in np.linspace(-8.0, 4.0, 13):
+        raw = torch.zeros(mask.shape[0], n, decoder.out.out_features)
+        raw[..., 1] = float(bias)  # raw channel 1 = loudness (neurovox.synth.PARAM_NAMES order)
+        out = synth(raw, generator=torch.Generator().manual_seed(0))
+        level = dsp.power_to_db(dsp.power_to_mel(out.spec_power))[mask].mean()
+        err = abs(float(level - ref))
+        if err < best_err:
+            best, best_err = float(bias), err
+    decoder.out.bias[1] = best
+    return best
+
+
 def _f(x: Any) -> float | None:
     return None if x is None else float(x)
 
@@ -443,11 +471,11 @@ def _replace(cfg: DecoderTrainConfig, **changes: Any) -> DecoderTrainConfig:
 def _print_cost(module: DecoderModule, loader: Any, cfg: DecoderTrainConfig, decoder: NeuralDecoder) -> None:
     """Time one training step and print the expected cost of the configured run up front."""
     batch = module.crop(next(iter(loader)))
-    t0 = time.perf_counter()
-    loss = module.losses(module.decoder, batch)["loss"]
-    loss.backward()
-    module.decoder.zero_grad(set_to_none=True)
-    step_s = time.perf_counter() - t0
+    for _ in range(2):  # the second step is timed (the first one warms up)
+        t0 = time.perf_counter()
+        module.losses(module.decoder, batch)["loss"].backward()
+        module.decoder.zero_grad(set_to_none=True)
+        step_s = time.perf_counter() - t0
     steps = len(loader)
     total_min = step_s * steps * cfg.max_epochs * 1.3 / 60  # +30 % for validation
     limit = f", capped at {cfg.max_minutes:g} min" if cfg.max_minutes else ""

@@ -45,11 +45,21 @@ class PosteriorSampler:
         A: x0 (batch, ...) -> predicted measurement, same shape as the observation. Differentiable.
     guidance_scale : float
         zeta, the residual-normalised step size (DPS uses 0.1 - 1 for image tasks).
+    x0_range : (float, float), optional
+        Clamp x0_hat to this range before the measurement (as the reference DPS implementation
+        does with its clipped x0 estimate): at large t, x0_hat = x_t / sqrt(abar_t) is far outside
+        the data range and the unclamped gradient, amplified by 1 / sqrt(abar_t), swamps the step.
+    signal_scaled : bool
+        Multiply zeta by sqrt(abar_t) so that the correction is a step of size zeta in x0 space
+        (d x0_hat / d x_t ~ 1 / sqrt(abar_t)); False is the paper's rule.
     """
 
     def __init__(self, base: DDIMSampler | DDPMSampler, measurement: Callable[[torch.Tensor], torch.Tensor], *,
-                 guidance_scale: float = 1.0) -> None:
+                 guidance_scale: float = 1.0, x0_range: tuple[float, float] | None = None,
+                 signal_scaled: bool = False) -> None:
         check_range("guidance_scale", guidance_scale, 0.0, None)
+        self.x0_range = x0_range
+        self.signal_scaled = bool(signal_scaled)
         self.base = base
         self.schedule = base.schedule
         self.measurement = measurement
@@ -80,7 +90,8 @@ class PosteriorSampler:
         # 1. Tweedie's clean estimate x0_hat(x_t), differentiable through the denoiser (eq. 10)
         pred_x0, _ = self.schedule.to_x0_eps(model_output, t, x_t)
         # 2. residual r = y - A(x0_hat) and its norm per sample
-        residual = self.observation - self.measurement(pred_x0)
+        x0_m = pred_x0 if self.x0_range is None else pred_x0.clamp(*self.x0_range)
+        residual = self.observation - self.measurement(x0_m)
         sq_norm = residual.flatten(1).square().sum(dim=1)                      # (batch,)
         norm = sq_norm.sqrt()
         # 3. grad_{x_t} ||r||^2 for every sample at once (samples are independent)
@@ -89,6 +100,8 @@ class PosteriorSampler:
         base = self.base.step(model_output.detach(), t, x_t.detach(), generator=generator)
         # 5. x_{t'} = x'_{t'} - zeta / ||r|| * grad ||r||^2 (alg. 1 line 7 with appendix C.2's zeta_t)
         zeta = self.guidance_scale / norm.clamp_min(1e-8)
+        if self.signal_scaled:
+            zeta = zeta * self.schedule.abar(t, norm).sqrt()
         prev = base.prev_sample - zeta.reshape(-1, *([1] * (x_t.ndim - 1))) * grad
         return PosteriorStepOutput(prev_sample=prev.detach(), pred_x0=pred_x0.detach(), residual_norm=norm.detach())
 

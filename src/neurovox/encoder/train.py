@@ -44,8 +44,8 @@ class SpeechTrainConfig:
     w_linear_db: float = 1.0          # weight of the linear-dB spectral L1 (dB / 10)
     w_mel_db: float = 1.0             # weight of the mel-dB spectral L1 (dB / 10)
     w_multires: float = 0.5           # weight of the multi-resolution (1024, 256) log-power L1
-    w_praat: float = 1.0              # initial weight of the Praat f0/formant supervision (octaves)
-    praat_decay_frac: float = 0.7     # Praat weight reaches zero at this fraction of max_steps
+    w_praat: float = 2.0              # initial weight of the Praat f0/formant supervision (octaves)
+    praat_decay_frac: float = 1.0     # Praat weight decays linearly to zero at this fraction of max_steps
     w_order: float = 1.0              # formant-ordering penalty weight
     w_smooth: float = 0.05            # temporal smoothness weight (log f0, log formants)
     w_silence: float = 10.0           # silence -> low loudness weight
@@ -74,8 +74,8 @@ class SpeechRunConfig:
     speech: SpeechTrainConfig = field(default_factory=SpeechTrainConfig)    # training
 
 
-QUICK_OVERRIDES = {"speech": {"max_steps": 120, "batch_size": 4, "warmup_steps": 10, "checkpoint_every": 40,
-                              "n_examples": 2},
+QUICK_OVERRIDES = {"speech": {"max_steps": 150, "batch_size": 4, "lr": 3e-3, "warmup_steps": 10,
+                              "checkpoint_every": 50, "n_examples": 2},
                    "encoder": {"hidden": 128, "n_blocks": 4}}
 
 

@@ -17,6 +17,7 @@ leads and site kinds come from spatially smooth random fields over the contact p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 from scipy import fft as sfft
@@ -176,11 +177,44 @@ def apply_bad(hg: np.ndarray, noise: np.ndarray, bad_idx: np.ndarray, bad_kind: 
     return hg
 
 
+def frame_index(n_samples: int, sfreq_hz: float, frame_rate_hz: float, n_frames: int) -> np.ndarray:
+    """Frame of every sample, shape (n_samples,) int64: sample j belongs to frame
+    floor(j * frame_rate_hz / sfreq_hz), i.e. frame i covers the time span [i / rate, (i + 1) / rate)
+    (the framing of `neurovox.preprocess`). Exact rational arithmetic; clipped to n_frames - 1."""
+    r = Fraction(frame_rate_hz).limit_denominator(10_000) / Fraction(sfreq_hz).limit_denominator(10_000)
+    idx = (np.arange(n_samples, dtype=np.int64) * r.numerator) // r.denominator
+    return np.minimum(idx, n_frames - 1)
+
+
+def analytic_amplitude(x: np.ndarray) -> np.ndarray:
+    """|x + i H(x)| of each column of x (n_samples, n_channels), float32: the Hilbert envelope,
+    computed with one rfft / irfft pair (float32 -> complex64, half the memory of scipy.signal.hilbert)."""
+    n = x.shape[0]
+    n_fft = sfft.next_fast_len(n, real=True)
+    spec = sfft.rfft(x, n=n_fft, axis=0)
+    spec[0] = 0.0
+    if n_fft % 2 == 0:
+        spec[-1] = 0.0
+    spec *= -1j                                      # H: -i on positive frequencies
+    hx = sfft.irfft(spec, n=n_fft, axis=0)[:n]
+    return np.hypot(x, hx).astype(np.float32)
+
+
 def make_raw(modulator: np.ndarray, cfg: SimulateConfig, rng: np.random.Generator, frame_rate_hz: float,
-             bad_idx: np.ndarray, bad_kind: list[str], chunk_channels: int = 16) -> np.ndarray:
+             bad_idx: np.ndarray, bad_kind: list[str], chunk_channels: int = 16,
+             hg_envelope_out: np.ndarray | None = None) -> np.ndarray:
     """Raw voltage (n_raw, n_channels) in volts: a 70-170 Hz carrier whose amplitude follows the
     envelope `modulator` (n_frames, n_channels, >= 0, 1 = baseline), on a 1/f^2 background (part of it
-    common to all channels), plus white amplifier noise and mains line noise with 2 harmonics."""
+    common to all channels), plus white amplifier noise and mains line noise with 2 harmonics.
+
+    hg_envelope_out : ndarray, shape (n_frames, n_channels), float32, optional
+        Filled (in place) with the high-gamma amplitude really present in the voltage, in volts: the
+        Hilbert amplitude of the noiseless high-gamma component `raw_hg_uv * carrier * env` (before the
+        background, white and line noise are added), averaged over the frames of `frame_index`. It
+        contains the carrier's own random amplitude fluctuation, which no extractor can remove, so it
+        is the target for scoring a preprocessing pipeline (`GroundTruth.raw_hg_envelope`). Flat bad
+        channels (whose voltage is replaced) get 0. Computing it draws no random numbers.
+    """
     n_frames, n_ch = modulator.shape
     fs = cfg.raw_sfreq_hz
     n_raw = int(round(n_frames / frame_rate_hz * fs))
@@ -197,6 +231,14 @@ def make_raw(modulator: np.ndarray, cfg: SimulateConfig, rng: np.random.Generato
     phase = rng.uniform(0, 2 * np.pi)
     line_gain = rng.uniform(0.5, 1.5, n_ch)
     out = np.empty((n_raw, n_ch), np.float32)
+    if hg_envelope_out is not None:
+        if hg_envelope_out.shape != (n_frames, n_ch):
+            raise ValueError(f"hg_envelope_out must have shape {(n_frames, n_ch)}, got {hg_envelope_out.shape}.")
+        frame_of = frame_index(n_raw, fs, frame_rate_hz, n_frames)
+        frame_first = np.flatnonzero(np.r_[True, np.diff(frame_of) > 0])      # first sample of each frame
+        frame_has = frame_of[frame_first]                                   # frames holding >= 1 sample
+        frame_count = np.diff(np.r_[frame_first, n_raw])
+        hg_envelope_out[:] = 0.0
     for c0 in range(0, n_ch, chunk_channels):
         cs = slice(c0, min(n_ch, c0 + chunk_channels))
         k = cs.stop - cs.start
@@ -205,13 +247,20 @@ def make_raw(modulator: np.ndarray, cfg: SimulateConfig, rng: np.random.Generato
         own_bg = colored_noise(n_raw, k, 2.0, rng, fs, 1.0)
         bg = np.sqrt(1 - cfg.common_fraction) * own_bg + np.sqrt(cfg.common_fraction) * common_bg
         white = rng.standard_normal((n_raw, k)).astype(np.float32)
-        out[:, cs] = 1e-6 * (cfg.raw_hg_uv * carrier * env + cfg.raw_background_uv * bg + cfg.raw_white_uv * white)
+        hg = cfg.raw_hg_uv * carrier * env                                            # microvolts
+        out[:, cs] = 1e-6 * (hg + cfg.raw_background_uv * bg + cfg.raw_white_uv * white)
+        if hg_envelope_out is not None:
+            amp = analytic_amplitude(hg)
+            sums = np.add.reduceat(amp, frame_first, axis=0, dtype=np.float64)
+            hg_envelope_out[frame_has, cs] = (1e-6 * sums / frame_count[:, None]).astype(np.float32)
     line = sum(cfg.line_noise_uv / h**1.5 * np.sin(2 * np.pi * h * cfg.line_freq_hz * t + h * phase)
                for h in (1, 2, 3) if h * cfg.line_freq_hz < fs / 2)
     out += (1e-6 * line[:, None] * line_gain[None, :]).astype(np.float32)
     for i, kind in zip(bad_idx, bad_kind):
         if kind == "flat":
             out[:, i] = 1e-8 * rng.standard_normal(n_raw)
+            if hg_envelope_out is not None:
+                hg_envelope_out[:, i] = 0.0          # the contact is dead: no high gamma in its voltage
         else:
             out[:, i] += 2e-4 * rng.standard_normal(n_raw).astype(np.float32)
     return out

@@ -48,6 +48,15 @@ class GroundTruth:
     snr_db_per_channel : (n_channels,) var(envelope) / var(noise) in dB as generated.
     bad_channels : (n_bad,) int indices; bad_kind : "flat" or "noisy" each.
     trial_gain : (n_trials,) multiplicative gain of each trial's neural response.
+    raw_hg_envelope : ndarray, shape (n_frames, n_channels), float32, or None
+        Raw simulations only (None otherwise): the high-gamma amplitude actually present in the raw
+        voltage, in volts, at the same 125 Hz frames as `envelope` (frame i averages over
+        [i / 125, (i + 1) / 125) s, the framing of `neurovox.preprocess`): the Hilbert amplitude of the
+        noiseless high-gamma component `raw_hg_uv * carrier * max(envelope + noise, 0.05)` before the
+        1/f background, common mode, white and line noise are added. It includes the envelope-level
+        noise and the band-limited carrier's own random amplitude fluctuation, which no extractor
+        can remove from the voltage, so it (not `envelope`) is the target for scoring PREPROCESSING
+        (`extract_high_gamma`); `envelope` stays what DECODERS should recover. Flat bad channels: 0.
     """
 
     envelope: np.ndarray
@@ -69,7 +78,9 @@ class GroundTruth:
     sex: str
     seed: int | None
     config: dict[str, Any]
+    raw_hg_envelope: np.ndarray | None = None
 
+    _OPTIONAL_ARRAYS = ("raw_hg_envelope",)  # saved only when present
     _ARRAYS = ("envelope", "baseline", "lag_s", "tuning_centre_mel", "tuning_width_mel", "amplitude",
                "snr_db_per_channel", "bad_channels", "trial_gain")
 
@@ -88,14 +99,18 @@ class GroundTruth:
         """Write `ground_truth.npz` (arrays) and `ground_truth.json` (everything else) atomically."""
         out_dir = Path(out_dir)
         arrays = {k: getattr(self, k) for k in self._ARRAYS}
+        arrays.update({k: getattr(self, k) for k in self._OPTIONAL_ARRAYS if getattr(self, k) is not None})
         arrays["site_kind"] = np.asarray(self.site_kind, dtype="U12")
         with atomic_path(out_dir / GROUND_TRUTH_NPZ) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, **arrays)
-        info = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in self._ARRAYS
-                and f.name != "site_kind"}
+        info = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in self._ARRAYS + self._OPTIONAL_ARRAYS and f.name != "site_kind"}
         info.update(lag_s=self.lag_s, site_kind=list(self.site_kind), bad_channel_names=[self.ch_names[i] for i in self.bad_channels],
-                    envelope_definition="baseline + signal, 125 Hz frames; snr_db = 10 log10(var(signal) / var(noise)) per channel")
+                    envelope_definition="baseline + signal, 125 Hz frames; snr_db = 10 log10(var(signal) / var(noise)) per channel",
+                    raw_hg_envelope_definition=("raw simulations only (in the npz): frame-averaged Hilbert amplitude (V) of "
+                                                "the noiseless high-gamma component of the raw voltage, 125 Hz frames "
+                                                "[i/125, (i+1)/125) s; the target for scoring preprocessing"))
         write_json_atomic(out_dir / GROUND_TRUTH_JSON, info)
         return out_dir / GROUND_TRUTH_NPZ, out_dir / GROUND_TRUTH_JSON
 
@@ -111,6 +126,7 @@ class GroundTruth:
             arrays = {k: z[k] for k in z.files}
         kwargs = {f.name: info.get(f.name) for f in dataclasses.fields(cls)}
         kwargs.update({k: arrays[k] for k in cls._ARRAYS})
+        kwargs.update({k: arrays.get(k) for k in cls._OPTIONAL_ARRAYS})
         kwargs["site_kind"] = arrays["site_kind"].astype(str)
         return cls(**kwargs)
 
@@ -184,6 +200,7 @@ def simulate(cfg: SimulateConfig, rng: np.random.Generator | int | None = None,
                          notes=[f"simulated: voice {voice}, layout {layout.name}, snr_db {cfg.snr_db:g}, seed {seed}",
                                 f"line noise {cfg.line_freq_hz:g} Hz (raw kind)"])
     recs: dict[str, Recording] = {}
+    raw_hg_envelope = None
     if "high_gamma" in kinds:
         hg = baseline[None, :] + signal + noise
         hg = neural.apply_bad(hg, noise, bad_idx, bad_kind, np.random.default_rng(g_noise.integers(2**63)))
@@ -193,7 +210,8 @@ def simulate(cfg: SimulateConfig, rng: np.random.Generator | int | None = None,
                                        neural_unit="a.u.")
     if "raw" in kinds:
         modulator = np.maximum(baseline[None, :] + signal + noise, 0.05)
-        raw = neural.make_raw(modulator, cfg, g_raw, fr, bad_idx, bad_kind)
+        raw_hg_envelope = np.empty(modulator.shape, np.float32)
+        raw = neural.make_raw(modulator, cfg, g_raw, fr, bad_idx, bad_kind, hg_envelope_out=raw_hg_envelope)
         recs["raw"] = Recording(neural=raw, neural_sfreq_hz=cfg.raw_sfreq_hz, neural_kind="raw",
                                 audio=timeline.audio, audio_sfreq_hz=dsp.SAMPLE_RATE_HZ,
                                 channels=channels.copy(), trials=timeline.trials.copy(),
@@ -205,6 +223,7 @@ def simulate(cfg: SimulateConfig, rng: np.random.Generator | int | None = None,
         bad_channels=bad_idx.astype(int), bad_kind=list(bad_kind), trial_gain=trial_gain,
         ch_names=channels["name"].tolist(), snr_db=float(cfg.snr_db), frame_rate_hz=fr,
         line_freq_hz=float(cfg.line_freq_hz), voice=voice, sex=sex, seed=seed, config=to_dict(cfg),
+        raw_hg_envelope=raw_hg_envelope,
     )
     return recs, gt
 
