@@ -44,8 +44,9 @@ class DpsConfig:
     sampler: str = "ddpm"            # base sampler: "ddpm" (as in DPS) or "ddim"
     eta: float = 1.0                 # DDIM stochasticity (sampler "ddim" only), 0..1
     n_steps: int = 100               # reverse steps (cold start: spread over all T), count
-    guidance_scale: float = 1.0      # zeta: residual-normalised DPS step size, unitless
-    clip_x0: float = 1.2             # clip x0_hat to +-clip_x0 in the sampler step (unit mel scale); 0 = off
+    guidance_scale: float = 10.0     # zeta: residual-normalised DPS step size, unitless
+    signal_scaled: bool = True       # zeta_t = zeta * sqrt(abar_t) / ||r|| (a step of zeta in x0 space); False = paper's rule
+    clip_x0: float = 1.2             # clip x0_hat to [-1, clip_x0] for the measurement and the step (unit mel scale); 0 = off
     warm_start_run: str = ""         # direct decoder run whose mel output starts the chain ("" = cold), path
     warm_start_t: float = 0.4        # warm start: noise level as a fraction of T (t_start = frac * T), fraction
     n_samples: int = 1               # posterior samples averaged per trial (mel dB mean), count
@@ -125,6 +126,14 @@ class DpsTrialDecoder:
                             f"({self.n_lead_frames} lead + {self.n_target_frames} target frames), got {x.shape}.")
         return x
 
+    def residual_norm(self, neural_windows: np.ndarray, mel_db: np.ndarray) -> np.ndarray:
+        """||y - A(mel)|| per window (good channels): how well a mel (n, n_target, 80) explains the neural data."""
+        x = self._check(neural_windows)
+        y = torch.from_numpy(x[:, self.n_lead_frames:]).to(self.device)[..., self.good]
+        with torch.no_grad():
+            pred = self.likelihood(windows_to_images(torch.from_numpy(np.asarray(mel_db, np.float32)).to(self.device)))
+        return (y - pred[..., self.good]).flatten(1).norm(dim=1).cpu().numpy()
+
     def sample_mel(self, neural_windows: np.ndarray, generator: torch.Generator | None = None, *,
                    n_steps: int | None = None, guidance_scale: float | None = None,
                    x_init_mel_db: np.ndarray | None = None, t_start: int | None = None) -> np.ndarray:
@@ -142,7 +151,8 @@ class DpsTrialDecoder:
         def measurement(x0: torch.Tensor) -> torch.Tensor:
             return self.likelihood(x0)[..., good]
 
-        sampler = PosteriorSampler(base, measurement, guidance_scale=zeta)
+        sampler = PosteriorSampler(base, measurement, guidance_scale=zeta, signal_scaled=c.signal_scaled,
+                                   x0_range=(-1.0, c.clip_x0) if c.clip_x0 else None)
         y_all = torch.from_numpy(x[:, self.n_lead_frames:]).to(self.device)[..., good]
         out = np.zeros((len(x), self.n_target_frames, 80), np.float32)
         for i in range(0, len(x), c.batch_size):

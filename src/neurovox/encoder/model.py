@@ -22,6 +22,9 @@ class EncoderConfig:
     dilation_cycle: int = 4         # dilations 1, 2, 4, ... up to 2**(cycle-1), then repeat
     dropout: float = 0.0            # dropout inside the blocks (fraction)
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
         check_range("encoder.hidden", self.hidden, 8, 4096)
         check_range("encoder.n_blocks", self.n_blocks, 0, 64)

@@ -21,7 +21,6 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from neurovox import dsp
 from neurovox.encoder.losses import multires_loss, praat_loss, regularisers, spectral_loss
 from neurovox.encoder.model import EncoderConfig, SpeechEncoder
 from neurovox.errors import RunError
@@ -54,6 +53,9 @@ class SpeechTrainConfig:
     device: str = "auto"              # "auto" (GPU if present) | "cpu" | "cuda"
     checkpoint_every: int = 100       # steps between last.ckpt saves
     n_examples: int = 4               # held-out trials written as WAV + PNG
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self) -> None:
         check_range("speech.max_steps", self.max_steps, 1, 10_000_000)

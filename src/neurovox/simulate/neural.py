@@ -202,7 +202,7 @@ def analytic_amplitude(x: np.ndarray) -> np.ndarray:
 
 def make_raw(modulator: np.ndarray, cfg: SimulateConfig, rng: np.random.Generator, frame_rate_hz: float,
              bad_idx: np.ndarray, bad_kind: list[str], chunk_channels: int = 16,
-             hg_envelope_out: np.ndarray | None = None) -> np.ndarray:
+             hg_envelope_out: np.ndarray | None = None, hg_component_out: np.ndarray | None = None) -> np.ndarray:
     """Raw voltage (n_raw, n_channels) in volts: a 70-170 Hz carrier whose amplitude follows the
     envelope `modulator` (n_frames, n_channels, >= 0, 1 = baseline), on a 1/f^2 background (part of it
     common to all channels), plus white amplifier noise and mains line noise with 2 harmonics.
@@ -214,6 +214,10 @@ def make_raw(modulator: np.ndarray, cfg: SimulateConfig, rng: np.random.Generato
         contains the carrier's own random amplitude fluctuation, which no extractor can remove, so it
         is the target for scoring a preprocessing pipeline (`GroundTruth.raw_hg_envelope`). Flat bad
         channels (whose voltage is replaced) get 0. Computing it draws no random numbers.
+    hg_component_out : ndarray, shape (n_raw, n_channels), float32, optional
+        Filled (in place) with that noiseless high-gamma component itself, in volts, at the raw
+        rate (flat bad channels: 0), so the ground truth can be put through a pipeline's own
+        band-pass and envelope smoothing (`neurovox.simulate.truth`). Draws no random numbers.
     """
     n_frames, n_ch = modulator.shape
     fs = cfg.raw_sfreq_hz
@@ -239,6 +243,8 @@ def make_raw(modulator: np.ndarray, cfg: SimulateConfig, rng: np.random.Generato
         frame_has = frame_of[frame_first]                                   # frames holding >= 1 sample
         frame_count = np.diff(np.r_[frame_first, n_raw])
         hg_envelope_out[:] = 0.0
+    if hg_component_out is not None and hg_component_out.shape != (n_raw, n_ch):
+        raise ValueError(f"hg_component_out must have shape {(n_raw, n_ch)}, got {hg_component_out.shape}.")
     for c0 in range(0, n_ch, chunk_channels):
         cs = slice(c0, min(n_ch, c0 + chunk_channels))
         k = cs.stop - cs.start
@@ -249,6 +255,8 @@ def make_raw(modulator: np.ndarray, cfg: SimulateConfig, rng: np.random.Generato
         white = rng.standard_normal((n_raw, k)).astype(np.float32)
         hg = cfg.raw_hg_uv * carrier * env                                            # microvolts
         out[:, cs] = 1e-6 * (hg + cfg.raw_background_uv * bg + cfg.raw_white_uv * white)
+        if hg_component_out is not None:
+            hg_component_out[:, cs] = 1e-6 * hg
         if hg_envelope_out is not None:
             amp = analytic_amplitude(hg)
             sums = np.add.reduceat(amp, frame_first, axis=0, dtype=np.float64)
@@ -261,6 +269,8 @@ def make_raw(modulator: np.ndarray, cfg: SimulateConfig, rng: np.random.Generato
             out[:, i] = 1e-8 * rng.standard_normal(n_raw)
             if hg_envelope_out is not None:
                 hg_envelope_out[:, i] = 0.0          # the contact is dead: no high gamma in its voltage
+            if hg_component_out is not None:
+                hg_component_out[:, i] = 0.0
         else:
             out[:, i] += 2e-4 * rng.standard_normal(n_raw).astype(np.float32)
     return out

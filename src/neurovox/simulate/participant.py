@@ -57,6 +57,11 @@ class GroundTruth:
         noise and the band-limited carrier's own random amplitude fluctuation, which no extractor
         can remove from the voltage, so it (not `envelope`) is the target for scoring PREPROCESSING
         (`extract_high_gamma`); `envelope` stays what DECODERS should recover. Flat bad channels: 0.
+    raw_hg_component : ndarray, shape (n_samples, n_channels), float32, or None
+        Only when asked for (`simulate(..., keep_raw_hg_component=True)`; it is as large as the raw
+        voltage): that noiseless high-gamma component itself, in volts, at the raw rate. Scoring a
+        pipeline at ITS declared band and envelope bandwidth needs it
+        (`neurovox.simulate.ground_truth_high_gamma`). Flat bad channels: 0.
     """
 
     envelope: np.ndarray
@@ -79,8 +84,9 @@ class GroundTruth:
     seed: int | None
     config: dict[str, Any]
     raw_hg_envelope: np.ndarray | None = None
+    raw_hg_component: np.ndarray | None = None
 
-    _OPTIONAL_ARRAYS = ("raw_hg_envelope",)  # saved only when present
+    _OPTIONAL_ARRAYS = ("raw_hg_envelope", "raw_hg_component")  # saved only when present
     _ARRAYS = ("envelope", "baseline", "lag_s", "tuning_centre_mel", "tuning_width_mel", "amplitude",
                "snr_db_per_channel", "bad_channels", "trial_gain")
 
@@ -165,11 +171,14 @@ def _rng(rng: np.random.Generator | int | None) -> tuple[np.random.Generator, in
 
 
 def simulate(cfg: SimulateConfig, rng: np.random.Generator | int | None = None,
-             kinds: tuple[str, ...] = ("high_gamma",)) -> tuple[dict[str, Recording], GroundTruth]:
+             kinds: tuple[str, ...] = ("high_gamma",),
+             keep_raw_hg_component: bool = False) -> tuple[dict[str, Recording], GroundTruth]:
     """Simulate one participant and render the requested kinds from the same ground truth.
 
     The high-gamma output is identical whatever `kinds` holds (each stage draws from its own
-    child generator). Returns ({kind: Recording}, GroundTruth).
+    child generator). Returns ({kind: Recording}, GroundTruth). `keep_raw_hg_component` (raw kind
+    only) also keeps `GroundTruth.raw_hg_component` (as large as the raw voltage); it changes no
+    simulated number.
     """
     _validate(cfg)
     for k in kinds:
@@ -200,7 +209,7 @@ def simulate(cfg: SimulateConfig, rng: np.random.Generator | int | None = None,
                          notes=[f"simulated: voice {voice}, layout {layout.name}, snr_db {cfg.snr_db:g}, seed {seed}",
                                 f"line noise {cfg.line_freq_hz:g} Hz (raw kind)"])
     recs: dict[str, Recording] = {}
-    raw_hg_envelope = None
+    raw_hg_envelope = raw_hg_component = None
     if "high_gamma" in kinds:
         hg = baseline[None, :] + signal + noise
         hg = neural.apply_bad(hg, noise, bad_idx, bad_kind, np.random.default_rng(g_noise.integers(2**63)))
@@ -211,7 +220,11 @@ def simulate(cfg: SimulateConfig, rng: np.random.Generator | int | None = None,
     if "raw" in kinds:
         modulator = np.maximum(baseline[None, :] + signal + noise, 0.05)
         raw_hg_envelope = np.empty(modulator.shape, np.float32)
-        raw = neural.make_raw(modulator, cfg, g_raw, fr, bad_idx, bad_kind, hg_envelope_out=raw_hg_envelope)
+        if keep_raw_hg_component:
+            n_raw = int(round(modulator.shape[0] / fr * cfg.raw_sfreq_hz))   # make_raw's length
+            raw_hg_component = np.empty((n_raw, modulator.shape[1]), np.float32)
+        raw = neural.make_raw(modulator, cfg, g_raw, fr, bad_idx, bad_kind, hg_envelope_out=raw_hg_envelope,
+                              hg_component_out=raw_hg_component)
         recs["raw"] = Recording(neural=raw, neural_sfreq_hz=cfg.raw_sfreq_hz, neural_kind="raw",
                                 audio=timeline.audio, audio_sfreq_hz=dsp.SAMPLE_RATE_HZ,
                                 channels=channels.copy(), trials=timeline.trials.copy(),
@@ -223,13 +236,13 @@ def simulate(cfg: SimulateConfig, rng: np.random.Generator | int | None = None,
         bad_channels=bad_idx.astype(int), bad_kind=list(bad_kind), trial_gain=trial_gain,
         ch_names=channels["name"].tolist(), snr_db=float(cfg.snr_db), frame_rate_hz=fr,
         line_freq_hz=float(cfg.line_freq_hz), voice=voice, sex=sex, seed=seed, config=to_dict(cfg),
-        raw_hg_envelope=raw_hg_envelope,
+        raw_hg_envelope=raw_hg_envelope, raw_hg_component=raw_hg_component,
     )
     return recs, gt
 
 
 def simulate_participant(cfg: SimulateConfig, rng: np.random.Generator | int | None = None,
-                         kind: str | None = None) -> tuple[Recording, GroundTruth]:
+                         kind: str | None = None, keep_raw_hg_component: bool = False) -> tuple[Recording, GroundTruth]:
     """Simulate one participant; returns (Recording, GroundTruth).
 
     Parameters
@@ -239,7 +252,9 @@ def simulate_participant(cfg: SimulateConfig, rng: np.random.Generator | int | N
         All randomness comes from here; the same seed gives identical arrays.
     kind : {"high_gamma", "raw"}, optional
         Output kind (default: `cfg.kind`, or "high_gamma" when that is "both"; use `simulate` for both).
+    keep_raw_hg_component : bool
+        Raw kind: also keep `GroundTruth.raw_hg_component` (see `simulate`).
     """
     kind = kind or ("high_gamma" if cfg.kind == "both" else cfg.kind)
-    recs, gt = simulate(cfg, rng, (kind,))
+    recs, gt = simulate(cfg, rng, (kind,), keep_raw_hg_component)
     return recs[kind], gt

@@ -81,6 +81,9 @@ class SynthConfig:
     init_noise_power: float = 1e-6       # background-noise power per STFT bin before `set_noise_power`
     noise_seed: int = 0                  # seed of the noise drawn when no generator is passed
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
         check_option("synth.pitch_range", self.pitch_range, tuple(PITCH_RANGES_HZ))
         check_option("synth.formant_range", self.formant_range, tuple(FORMANT_RANGES_HZ))
