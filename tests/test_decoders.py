@@ -1,7 +1,6 @@
 """Neural decoders: layouts, shapes, strict causality, streaming, linear baseline (no training data needed)."""
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -227,3 +226,22 @@ def test_linear_baseline_recovers_a_lagged_linear_map():
     assert np.array_equal(restored.predict(x[50:], 64), pred)
     with pytest.raises(DataError, match="expects windows"):
         model.predict(x[50:, :, :8], 64)
+
+
+# CLI config -----------------------------------------------------------------------------------------
+
+def test_train_decoder_cli_config_layers_quick_flags_and_overrides():
+    from neurovox.cli import build_parser
+    from neurovox.commands.train_decoder import build_config
+
+    args = build_parser().parse_args(["train", "decoder", "--data", "x.h5", "--model", "swin", "--causal", "--quick",
+                                      "--out", "r", "--seed", "3", "--set", "decoder.lr=0.01"])
+    cfg = build_config(args)
+    assert (cfg.decoder.model, cfg.decoder.causal, cfg.seed, cfg.decoder.lr) == ("swin", True, 3, 0.01)
+    assert cfg.decoder.max_minutes == 1.5 and cfg.decoder.swin_depths == (2,)
+    args = build_parser().parse_args(["train", "decoder", "--data", "x.h5", "--out", "r"])
+    cfg = build_config(args)
+    assert (cfg.decoder.model, cfg.decoder.causal, cfg.decoder.max_minutes) == ("resnet", False, 0.0)
+    bad = build_parser().parse_args(["train", "decoder", "--data", "x.h5", "--out", "r", "--set", "decoder.modle=lstm"])
+    with pytest.raises(ConfigError, match="Did you mean \"model\""):
+        build_config(bad)

@@ -13,7 +13,7 @@ from neurovox.config import from_dict
 from neurovox.errors import ConfigError, RunError
 
 PRIOR = {"denoiser": {"arch": "unet1d", "channels": [32, 48, 64], "n_res_blocks": 1, "n_heads": 2, "time_dim": 32},
-         "prior": {"max_steps": 40, "batch_size": 8, "lr": 2e-3, "warmup_steps": 10, "val_every_steps": 40,
+         "prior": {"max_steps": 120, "batch_size": 8, "lr": 2e-3, "warmup_steps": 10, "val_every_steps": 120,
                    "corpus_copies": 1, "ema_decay": 0.9, "n_val_windows": 8}}
 LIKELIHOOD = {"prepare": {"praat": False}, "likelihood": {"hidden": 48, "n_blocks": 4, "max_epochs": 12, "patience_epochs": 12}}
 

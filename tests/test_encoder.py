@@ -118,3 +118,21 @@ def test_train_speech_cli_rejects_unknown_key(tmp_path, capsys):
                  "--set", "speech.max_step=5"])
     assert code == 2
     assert "Unknown config key 'speech.max_step'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_autoencoder_reaches_full_bars(sim_hg_8x8, tmp_path):
+    """Issue 4 bars with the default encoder, 400 steps (about 35 min on 2 busy CPU cores)."""
+    import lightning
+
+    from neurovox.config import load_config
+    from neurovox.preprocess import prepare
+    from neurovox.runs import start_run
+
+    cfg = load_config(SpeechRunConfig, overrides=["speech.max_steps=400", "speech.n_examples=0"])
+    run = start_run(tmp_path / "run", kind="speech", config=cfg, seed=cfg.seed)
+    lightning.seed_everything(0)
+    m = train_speech_model(prepare(sim_hg_8x8[0], cfg.prepare, use_cache=False), cfg, run, progress=False)
+    assert m["pcc_mel_db"] >= 0.85
+    assert m["stoi"] >= 0.6
+    assert m["pitch_rel_error_median"] <= 0.05

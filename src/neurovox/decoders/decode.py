@@ -184,7 +184,7 @@ def decode_run(run_dir: str | Path, data_path: str | Path, out_dir: str | Path, 
     out_dir = Path(out_dir)
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
-        for sub in ("wav", "png", "params"):
+        for sub in ("wav", "png", "params") if "params" in decoded else ("wav", "png"):
             (tmp / sub).mkdir()
         for i, trial in enumerate(win["trial"]):
             stem = f"trial_{int(trial):03d}"

@@ -143,6 +143,11 @@ class FrozenSpeech(torch.nn.Module):
         self.encoder = encoder
         for p in self.parameters():
             p.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> "FrozenSpeech":
+        """Always in eval mode (no dropout in the frozen encoder), whatever the trainer asks."""
+        return super().train(False)
 
     @torch.no_grad()
     def reference_controls(self, spec_power: torch.Tensor) -> dict[str, torch.Tensor] | None:

@@ -90,9 +90,14 @@ class TemporalUNet(nn.Module):
             self.up_blocks.append(blocks)
             self.ups.append(nn.Conv1d(c, c, 3, padding=1) if level > 0 else nn.Identity())
         self.out_norm = _norm(c)
-        self.out = nn.Conv1d(c, cfg.n_mels, 3, padding=1)
+        # The input is concatenated to the last layer: with mel bins as channels, a first level
+        # narrower than n_mels could not carry the per-bin noise (the identity part of eps at
+        # large t) through the network.
+        self.out = nn.Conv1d(c + cfg.n_mels, cfg.n_mels, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        with torch.no_grad():  # start as eps_hat = x_t (exact at t = T-1 under epsilon prediction)
+            self.out.weight[:, c:, 1].copy_(torch.eye(cfg.n_mels))
         self.factor = 2 ** (len(ch) - 1)
 
     def config(self) -> dict:
@@ -106,7 +111,8 @@ class TemporalUNet(nn.Module):
             )
         t = torch.as_tensor(t, device=x.device).long().reshape(-1).expand(x.shape[0])
         emb = self.time_mlp(timestep_embedding(t, self.cfg.time_dim))
-        h = self.stem(rearrange(x, "b 1 m t -> b m t"))
+        x_in = rearrange(x, "b 1 m t -> b m t")
+        h = self.stem(x_in)
         hs = [h]
         n_levels = len(self.down_blocks)
         for level, (blocks, down) in enumerate(zip(self.down_blocks, self.downs)):
@@ -122,4 +128,5 @@ class TemporalUNet(nn.Module):
                 h = block(torch.cat([h, hs.pop()], dim=1), emb)
             if i < n_levels - 1:
                 h = up(F.interpolate(h, scale_factor=2.0, mode="nearest"))
-        return rearrange(self.out(F.silu(self.out_norm(h))), "b m t -> b 1 m t")
+        h = torch.cat([F.silu(self.out_norm(h)), x_in], dim=1)
+        return rearrange(self.out(h), "b m t -> b 1 m t")

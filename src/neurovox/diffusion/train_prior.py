@@ -62,7 +62,7 @@ class PriorRunConfig:
     prior: PriorTrainConfig = field(default_factory=PriorTrainConfig)
 
 
-QUICK_PRIOR = {"denoiser": {"arch": "unet1d", "channels": [64, 96, 128], "n_res_blocks": 1, "n_heads": 4, "time_dim": 64},
+QUICK_PRIOR = {"denoiser": {"arch": "unet1d", "channels": [128, 160, 192], "n_res_blocks": 1, "n_heads": 4, "time_dim": 64},
                "prior": {"max_steps": 1500, "batch_size": 16, "lr": 1e-3, "warmup_steps": 100, "val_every_steps": 500,
                          "corpus_copies": 2, "ema_decay": 0.995}}
 
