@@ -7,7 +7,7 @@ the linear baseline's mel output (noised to 0.4 T, proportionally fewer steps). 
 excludes Griffin-Lim, which is timed separately. PCC: per test trial over the speech segment (mean).
 
 small: tiny prior (150 steps), 60 trials, 8 test trials, steps 10/25/50 (about 2 minutes on 2 cores).
-full: the `--quick` prior (2000 steps), 150 trials, 20 test trials, steps 10/25/50/100/200.
+full: the `--quick` prior architecture (2000 steps), 150 trials, 20 test trials, steps 10/25/50/100/200.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ SIZES = {
               "denoiser": {"arch": "unet1d", "channels": [32, 48, 64], "n_res_blocks": 1, "n_heads": 2, "time_dim": 32},
               "lik": {"hidden": 48, "max_epochs": 12, "patience_epochs": 12}},
     "full": {"n_trials": 150, "n_test": 20, "steps": (10, 25, 50, 100, 200), "prior_steps": 2000,
-             "denoiser": {"arch": "unet1d", "channels": [64, 96, 128], "n_res_blocks": 1, "n_heads": 4, "time_dim": 64},
+             "denoiser": {"arch": "unet1d", "channels": [128, 160, 192], "n_res_blocks": 1, "n_heads": 4, "time_dim": 64},
              "lik": {"hidden": 64, "max_epochs": 25, "patience_epochs": 6}},
 }
 

@@ -44,7 +44,7 @@ class DpsConfig:
     sampler: str = "ddpm"            # base sampler: "ddpm" (as in DPS) or "ddim"
     eta: float = 1.0                 # DDIM stochasticity (sampler "ddim" only), 0..1
     n_steps: int = 100               # reverse steps (cold start: spread over all T), count
-    guidance_scale: float = 10.0     # zeta: residual-normalised DPS step size, unitless
+    guidance_scale: float = 1.0      # zeta: residual-normalised DPS step size, unitless
     signal_scaled: bool = True       # zeta_t = zeta * sqrt(abar_t) / ||r|| (a step of zeta in x0 space); False = paper's rule
     clip_x0: float = 1.2             # clip x0_hat to [-1, clip_x0] for the measurement and the step (unit mel scale); 0 = off
     warm_start_run: str = ""         # direct decoder run whose mel output starts the chain ("" = cold), path
