@@ -63,8 +63,10 @@ class DecoderTrainConfig:
     max_minutes: float = 0.0             # min, wall-clock limit of training (0 = none)
     patience: int = 30                   # epochs without validation improvement before stopping
     lr: float = 1e-3                     # AdamW learning rate (cosine decay to 5 % over max_epochs)
+    warmup_steps: int = 20               # steps of linear learning-rate warm-up
+    ref_only_steps: int = 300            # steps, first phase: reference loss alone (no synthesis, fast steps)
     weight_decay: float = 1e-4           # AdamW weight decay
-    ema_decay: float = 0.995             # per-step decay of the weight EMA (0 = no EMA)
+    ema_decay: float = 0.995             # per-step decay of the weight EMA, reached after warm-up (0 = no EMA)
     grad_clip: float = 1.0               # gradient-norm clip (0 = none)
     w_spec: float = 1.0                  # weight of the spectral loss (linear dB, multi-resolution)
     w_mel: float = 1.0                   # weight of the mel-dB spectral term
@@ -91,6 +93,8 @@ class DecoderTrainConfig:
         check_range("decoder.n_lead_frames", self.n_lead_frames, 0, None)
         check_range("decoder.batch_size", self.batch_size, 1, None)
         check_range("decoder.ema_decay", self.ema_decay, 0.0, 1.0, inclusive=True)
+        check_range("decoder.ref_only_steps", self.ref_only_steps, 0, None)
+        check_range("decoder.warmup_steps", self.warmup_steps, 0, None)
         check_option("decoder.device", self.device, ("auto", "cpu", "cuda"))
 
 
@@ -198,25 +202,52 @@ class DecoderModule(_lightning().LightningModule):
         self.seed = seed
         self._stoi = _stoi_loss_fn() if cfg.w_stoi > 0 else None
         self._crop_gen: torch.Generator | None = None
+        # Per-frame reference controls of the whole recording (`reference_frames`), sliced per window by
+        # start frame; a plain attribute (not a buffer) so checkpoints stay small. None: encoder per batch.
+        self.ref_frames: dict[str, torch.Tensor] | None = None
 
-    def losses(self, model: NeuralDecoder, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def reference(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+        """Reference controls of the batch's target frames (precomputed slice, else the encoder on the fly)."""
+        if self.cfg.w_ref <= 0:
+            return None
+        if self.ref_frames is None:
+            return self.speech.reference_controls(batch["spec_power"])
+        n_target = batch["mel_db"].shape[1]
+        idx = batch["start_frame"].long()[:, None] + torch.arange(n_target, device=batch["start_frame"].device)
+        return {k: v.to(batch["mel_db"].device)[idx] for k, v in self.ref_frames.items()}
+
+    def in_ref_phase(self) -> bool:
+        """First phase of the curriculum: reference loss alone while global_step < ref_only_steps."""
+        has_ref = self.cfg.w_ref > 0 and (self.ref_frames is not None or self.speech.encoder is not None)
+        return has_ref and self.global_step < self.cfg.ref_only_steps
+
+    def losses(self, model: NeuralDecoder, batch: dict[str, torch.Tensor], synth: bool = True) -> dict[str, torch.Tensor]:
+        """Loss terms of a batch; synth=False (reference phase) skips the synthesizer and the spectral terms."""
         cfg = self.cfg
         n_target = batch["mel_db"].shape[1]
         raw = model(batch["neural"], n_target)
-        out = self.speech.synth(raw)
         mask = batch["speech_mask"].float()
         fw = cfg.silence_weight + (1 - cfg.silence_weight) * mask
-        terms = spectral_loss(out.wave, batch["audio"], tuple(cfg.spec_ffts), mel_weight=1.0, frame_weight=fw)
-        total = cfg.w_spec * terms["spec_lin"] + cfg.w_mel * terms["spec_mel"] + cfg.w_coarse * terms["spec_coarse"]
-        ref = self.speech.reference_controls(batch["spec_power"]) if cfg.w_ref > 0 else None
+        ref = self.reference(batch)
+        terms: dict[str, torch.Tensor] = {}
+        total = raw.new_zeros(())
+        if synth or ref is None:
+            out = self.speech.synth(raw)
+            controls = out.controls
+            terms.update(spectral_loss(out.wave, batch["audio"], tuple(cfg.spec_ffts), mel_weight=1.0,
+                                       frame_weight=fw))
+            total = total + (cfg.w_spec * terms["spec_lin"] + cfg.w_mel * terms["spec_mel"]
+                             + cfg.w_coarse * terms["spec_coarse"])
+            if self._stoi is not None:
+                terms["stoi"] = self._stoi(batch["audio"], out.wave)
+                total = total + cfg.w_stoi * terms["stoi"]
+            terms["_mel_db"] = 10.0 * torch.log10(out.spec_power @ _mel_t(out.spec_power) + 1e-10)
+        else:
+            controls = self.speech.synth.get_controls(raw)
         if ref is not None:
-            terms["ref"] = reference_loss(out.controls, ref, fw)
+            terms["ref"] = reference_loss(controls, ref, fw)
             total = total + cfg.w_ref * terms["ref"]
-        if self._stoi is not None:
-            terms["stoi"] = self._stoi(batch["audio"], out.wave)
-            total = total + cfg.w_stoi * terms["stoi"]
         terms["loss"] = total
-        terms["_mel_db"] = 10.0 * torch.log10(out.spec_power @ _mel_t(out.spec_power) + 1e-10)
         return terms
 
     def crop(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -230,6 +261,7 @@ class DecoderModule(_lightning().LightningModule):
         o = int(torch.randint(n_target - n + 1, (1,), generator=self._crop_gen))
         n_lead = batch["neural"].shape[1] - n_target
         out = dict(batch)
+        out["start_frame"] = batch["start_frame"] + o
         out["neural"] = batch["neural"][:, o: o + n_lead + n]
         out["audio"] = batch["audio"][:, o * 128: (o + n) * 128]
         for k in ("spec_power", "mel_db", "speech_mask"):
@@ -237,8 +269,11 @@ class DecoderModule(_lightning().LightningModule):
         return out
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        batch = self.crop(batch)
-        terms = self.losses(self.decoder, batch)
+        if self.in_ref_phase():  # whole windows, no synthesis
+            terms = self.losses(self.decoder, batch, synth=False)
+        else:
+            batch = self.crop(batch)
+            terms = self.losses(self.decoder, batch)
         bs = batch["neural"].shape[0]
         for k, v in terms.items():
             if not k.startswith("_"):
@@ -248,7 +283,8 @@ class DecoderModule(_lightning().LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.ema is None:
             return
-        d = self.cfg.ema_decay
+        n = self.global_step  # EMA warm-up: the decay grows from 0.1 to ema_decay (short runs still move)
+        d = min(self.cfg.ema_decay, (1.0 + n) / (10.0 + n))
         with torch.no_grad():
             for pe, p in zip(self.ema.parameters(), self.decoder.parameters()):
                 pe.lerp_(p, 1.0 - d)
@@ -266,9 +302,16 @@ class DecoderModule(_lightning().LightningModule):
     def configure_optimizers(self) -> Any:
         opt = torch.optim.AdamW(self.decoder.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, self.cfg.warmup_steps))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay to 5 % at `total` steps (multiplies lr)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t))
 
 
 def _mel_t(x: torch.Tensor) -> torch.Tensor:
@@ -410,9 +453,18 @@ def _fit_deep(run: Any, data: dict[str, Any], cfg: DecoderTrainConfig, layout: G
     n_channels = prepared.neural.shape[1]
     decoder = build_decoder("gru" if cfg.model == "gru" else cfg.model, n_channels=n_channels, n_out=N_RAW,
                             causal=cfg.causal, layout=layout, **model_kwargs(cfg))
-    calibrate_loudness(decoder, speech.synth, _collate_windows(data["train"], min(8, len(data["train"]))))
-    module = DecoderModule(decoder, speech, cfg if cfg.w_ref > 0 and speech.encoder is not None else
-                           _replace(cfg, w_ref=0.0), seed)
+    use_ref = cfg.w_ref > 0 and speech.encoder is not None
+    module = DecoderModule(decoder, speech, cfg if use_ref else _replace(cfg, w_ref=0.0), seed)
+    if use_ref:  # the encoder's controls of the whole recording, once (not per step)
+        t0 = time.perf_counter()
+        ref_raw, module.ref_frames = reference_frames(speech, prepared.spec_power)
+        weight = np.where(data["train"]._any_speech.numpy(), 1.0, cfg.silence_weight)
+        weight = weight * data["train"].split.train_frame_mask
+        init_output_bias(decoder, ref_raw, torch.from_numpy(weight).float())
+        print(f"reference controls of {ref_raw.shape[0]} frames precomputed in {time.perf_counter() - t0:.1f} s; "
+              "decoder output starts at their mean over training frames", flush=True)
+    else:
+        calibrate_loudness(decoder, speech.synth, _collate_windows(data["train"], min(8, len(data["train"]))))
     gen = torch.Generator().manual_seed(seed)
     train_loader = DataLoader(data["train"], batch_size=cfg.batch_size, shuffle=True, generator=gen, drop_last=False)
     val_part = data["val"] if len(data["val"]) else data["train"]
@@ -437,6 +489,45 @@ def _fit_deep(run: Any, data: dict[str, Any], cfg: DecoderTrainConfig, layout: G
     return {"model": cfg.model, "causal": cfg.causal, "n_params": decoder.n_params,
             "epochs": int(trainer.current_epoch), "best_val_loss": _f(callbacks[0].best_model_score),
             "val_pcc": _f(trainer.callback_metrics.get("val_pcc"))}
+
+
+@torch.no_grad()
+def reference_frames(speech: FrozenSpeech, spec_power: np.ndarray, chunk: int = 4096,
+                     context: int = 256) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The frozen encoder's raw controls and bounded controls for every frame of a recording.
+
+    Parameters
+    ----------
+    spec_power : ndarray, shape (n_frames, 256)
+        Power spectrogram of the whole recording.
+    chunk, context : int
+        Frames per encoder call and extra frames of context on each side (the encoder is a centred
+        convolution network; context beyond its receptive field makes chunking exact).
+
+    Returns
+    -------
+    raw : Tensor, shape (n_frames, N_RAW)
+    controls : dict of Tensor, (n_frames,) or (n_frames, 6) each
+    """
+    spec = torch.as_tensor(np.asarray(spec_power), dtype=torch.float32)
+    n = spec.shape[0]
+    parts = []
+    for a in range(0, n, chunk):
+        lo, hi = max(0, a - context), min(n, a + chunk + context)
+        raw = speech.encoder(spec[None, lo:hi])
+        raw = raw.raw if hasattr(raw, "raw") else raw
+        parts.append(raw[0, a - lo: a - lo + min(chunk, n - a)])
+    raw = torch.cat(parts)
+    controls = {k: v[0] for k, v in speech.synth.get_controls(raw[None]).items()}
+    return raw, controls
+
+
+@torch.no_grad()
+def init_output_bias(decoder: NeuralDecoder, ref_raw: torch.Tensor, weight: torch.Tensor) -> None:
+    """Start the decoder at the weighted mean of the reference raw controls (a neutral voice of this speaker
+    at its typical loudness), so that training starts from speech-like output, not from silence."""
+    w = weight[:, None].to(ref_raw)
+    decoder.out.bias.copy_((ref_raw * w).sum(0) / w.sum().clamp_min(1e-6))
 
 
 @torch.no_grad()
@@ -474,20 +565,30 @@ def _replace(cfg: DecoderTrainConfig, **changes: Any) -> DecoderTrainConfig:
 
 
 def _print_cost(module: DecoderModule, loader: Any, cfg: DecoderTrainConfig, decoder: NeuralDecoder) -> None:
-    """Time one training step and print the expected cost of the configured run up front."""
-    batch = module.crop(next(iter(loader)))
-    for _ in range(2):  # the second step is timed (the first one warms up)
-        t0 = time.perf_counter()
-        module.losses(module.decoder, batch)["loss"].backward()
-        module.decoder.zero_grad(set_to_none=True)
-        step_s = time.perf_counter() - t0
+    """Time one training step of each curriculum phase and print the expected cost of the run up front."""
+    full = next(iter(loader))
+
+    def step_s(synth: bool) -> float:
+        batch = module.crop(full) if synth else full
+        for _ in range(2):  # the second step is timed (the first one warms up)
+            t0 = time.perf_counter()
+            module.losses(module.decoder, batch, synth=synth)["loss"].backward()
+            module.decoder.zero_grad(set_to_none=True)
+            dt = time.perf_counter() - t0
+        return dt
+
     steps = len(loader)
-    total_min = step_s * steps * cfg.max_epochs * 1.3 / 60  # +30 % for validation
+    total = steps * cfg.max_epochs
+    n_ref = min(total, cfg.ref_only_steps) if module.in_ref_phase() else 0
+    ref_s = step_s(False) if n_ref else 0.0
+    spec_s = step_s(True)
+    total_min = (ref_s * n_ref + spec_s * (total - n_ref)) * 1.3 / 60  # +30 % for validation
     limit = f", capped at {cfg.max_minutes:g} min" if cfg.max_minutes else ""
+    phases = (f"{n_ref} reference-only steps x ~{ref_s:.2f} s, then " if n_ref else "")
     print(f"decoder {cfg.model}{' (causal)' if cfg.causal else ''}: {decoder.n_params / 1e6:.2f} M parameters; "
-          f"~{step_s:.2f} s/step x {steps} steps/epoch x up to {cfg.max_epochs} epochs = up to "
-          f"~{total_min:.0f} min on this machine{limit} (early stopping after {cfg.patience} epochs without "
-          "improvement usually ends sooner)", flush=True)
+          f"{steps} steps/epoch x up to {cfg.max_epochs} epochs: {phases}{total - n_ref} spectral+reference steps "
+          f"x ~{spec_s:.2f} s = up to ~{total_min:.0f} min on this machine{limit} (early stopping after "
+          f"{cfg.patience} epochs without improvement usually ends sooner)", flush=True)
 
 
 def save_model(path: Path, name: str, model: NeuralDecoder, synth: torch.nn.Module) -> None:
