@@ -484,7 +484,7 @@ def _fit_deep(run: Any, data: dict[str, Any], cfg: DecoderTrainConfig, layout: G
     _print_cost(module, train_loader, cfg, decoder)
     ckpt_dir = run.path / "checkpoints"
     callbacks = [ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min", save_last=True),
-                 EarlyStopping(monitor="val_loss", mode="min", patience=cfg.patience)]
+                 _phase_early_stopping(EarlyStopping)(monitor="val_loss", mode="min", patience=cfg.patience)]
     trainer = pl.Trainer(max_epochs=cfg.max_epochs, max_time=({"minutes": cfg.max_minutes} if cfg.max_minutes else None),
                          accelerator=_device(cfg), devices=1, logger=TensorBoardLogger(str(run.path), name="logs"),
                          callbacks=callbacks, enable_progress_bar=progress, gradient_clip_val=cfg.grad_clip or None,
@@ -501,6 +501,19 @@ def _fit_deep(run: Any, data: dict[str, Any], cfg: DecoderTrainConfig, layout: G
     return {"model": cfg.model, "causal": cfg.causal, "n_params": decoder.n_params,
             "epochs": int(trainer.current_epoch), "best_val_loss": _f(callbacks[0].best_model_score),
             "val_pcc": _f(trainer.callback_metrics.get("val_pcc"))}
+
+
+def _phase_early_stopping(base: type) -> type:
+    """EarlyStopping that waits through the reference phase of the curriculum (a plateau of the reference
+    loss must not end the run before the spectral loss has had its say)."""
+
+    class PhaseEarlyStopping(base):
+        def _run_early_stopping_check(self, trainer: Any) -> None:
+            if trainer.lightning_module.in_ref_phase():
+                return
+            super()._run_early_stopping_check(trainer)
+
+    return PhaseEarlyStopping
 
 
 @torch.no_grad()
