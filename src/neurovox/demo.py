@@ -40,7 +40,7 @@ def make_plan(quick: bool) -> DemoPlan:
                         speech_args=("--quick",), decoder_args=("--quick", "--set", "decoder.max_minutes=0.5"))
     # The default speech model at 400 steps reaches the issue-4 bars (held-out PCC >= 0.85, STOI >= 0.6);
     # deep decoders get 2.5 min each: 300 reference-only steps, then spectral + reference loss.
-    return DemoPlan(n_trials=300, snr_db=0.0, decoders=decoders, quick=False, expected_min=15,
+    return DemoPlan(n_trials=300, snr_db=0.0, decoders=decoders, quick=False, expected_min=10,
                     speech_args=("--set", "speech.max_steps=400"), decoder_args=("--set", "decoder.max_minutes=2.5"))
 
 
