@@ -123,7 +123,7 @@ def test_spectrogram_is_stft_of_waveform_and_reproducible():
 
 @torch.no_grad()
 def test_voiced_pitch_matches_f0():
-    parselmouth = pytest.importorskip("parselmouth")
+    import parselmouth
     synth = FormantSynth()
     ctl = {k: v[:, :1].expand(1, 100, *v.shape[2:]).clone() for k, v in _truth(1).items()}
     ctl["f0_hz"] = torch.full((1, 100), 150.0)
