@@ -131,3 +131,35 @@ def test_dps_requires_gradient_through_denoiser():
     x = torch.randn(2, 3)
     with pytest.raises(DataError, match="requires_grad=True"):
         sampler.step(torch.zeros(2, 3), int(sampler.timesteps[0]), x)
+
+
+def test_daps_matches_closed_form_posterior():
+    """The same linear-Gaussian problem as above through DAPS (analytic denoiser, 50 levels x 100
+    Langevin steps, 2000 samples): mean near m, far from the prior mean, and the sample covariance
+    close to the exact posterior covariance P (measured 0.11 of the gap and 2 % of ||P||)."""
+    from neurovox.diffusion.daps import daps_sample
+
+    mu, sigma = _prior()
+    H = torch.tensor([[1.0, 0, 0, 0], [0, 1, 1, 0]], dtype=torch.float64)
+    noise_sd = 0.1
+    y = H @ torch.tensor([2.0, 1.5, -2.0, 1.0], dtype=torch.float64)
+    P = torch.linalg.inv(torch.linalg.inv(sigma) + H.T @ H / noise_sd**2)
+    m = P @ (torch.linalg.solve(sigma, mu) + H.T @ y / noise_sd**2)
+    s = NoiseSchedule(1000, "linear")
+    den = AnalyticDenoiser(s, mu, sigma)
+    Hf = H.float()
+    n = 2000
+
+    def draw(n_langevin: int) -> torch.Tensor:
+        return daps_sample(den, s, lambda x0: x0 @ Hf.T, y.float().expand(n, 2), (n, D), noise_var=noise_sd**2,
+                           n_steps=50, n_langevin=n_langevin, step_scale=0.9, x0_range=None,
+                           generator=torch.Generator().manual_seed(0)).double()
+
+    x = draw(100)
+    gap = torch.linalg.norm(m - mu)
+    assert torch.linalg.norm(x.mean(0) - m) < 0.25 * gap
+    assert torch.linalg.norm(x.mean(0) - mu) > 0.75 * gap
+    assert torch.linalg.norm(torch.cov(x.T) - P) < 0.1 * torch.linalg.norm(P)
+    # no Langevin steps = no likelihood: annealed prior samples, mean at the prior mean
+    free = draw(0)
+    assert torch.linalg.norm(free.mean(0) - mu) < 0.15

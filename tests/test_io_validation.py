@@ -281,3 +281,101 @@ def test_grid_positions_and_overlapping_trials(h5):
 
     rec = read_flinker_hdf5(edit(overlap, "b3.h5"))
     assert any(n.startswith("1 trials in") and "overlap the previous one (first: trial 3" in n for n in rec.meta.notes)
+
+
+# ------------------------------------------------------------------------------------ audio, splits, grids
+def test_flinker_stereo_audio_and_audio_longer_than_neural(h5):
+    path, edit = h5
+    mono = read_flinker_hdf5(path).audio
+    stereo = np.stack([mono, np.zeros_like(mono)], axis=1)
+    rec = read_flinker_hdf5(edit(lambda f: _replace(f, "wave_re_alldataset", stereo)))
+    assert "wave_re_alldataset is stereo: mixed down to mono." in rec.meta.notes
+    np.testing.assert_allclose(rec.audio, mono / 2, rtol=1e-6)
+    with pytest.raises(DataError, match=r"audio and neural clocks disagree in .*b2.h5: neural lasts 20.0000 s \(2500 "
+                                        r"samples at 125 Hz\) but audio lasts 21.0000 s .* a difference of 1000.0 ms"):
+        read_flinker_hdf5(edit(lambda f: _replace(f, "wave_re_alldataset", np.zeros((21 * 16000, 1))), "b2.h5"))
+
+
+def test_audio_not_at_16khz_is_resampled_with_a_notice(tmp_path):
+    from neurovox.preprocess import PrepareConfig, prepare
+
+    rec = read_flinker_hdf5(write_flinker_hdf5(make_recording(8, audio_sfreq_hz=48000.0), tmp_path / "a48k.h5"))
+    assert rec.audio_sfreq_hz == 48000.0 and rec.audio.shape == (20 * 48000,)
+    prep = prepare(rec, PrepareConfig(praat=False), use_cache=False)
+    assert "audio resampled from 48000 Hz to 16000 Hz (polyphase, scipy.signal.resample_poly) and low-passed at " \
+           "8 kHz" in prep.notes
+    assert prep.audio.shape == (prep.n_frames * 128,) and prep.n_frames == 2500
+
+
+def test_splits_refuse_tasks_and_folds_without_test_trials(tmp_path):
+    from neurovox.preprocess import PrepareConfig, make_split, prepare
+
+    rec = make_recording(8)
+    tasks = rec.trials["task"].to_numpy().copy()
+    tasks[-1] = "task4"                                      # task5 keeps one trial: zero test trials for it
+    path = write_flinker_hdf5(rec.replace(trials=rec.trials.assign(task=tasks)), tmp_path / "t.h5")
+    prep = prepare(read_flinker_hdf5(path), PrepareConfig(praat=False), use_cache=False)
+    with pytest.raises(DataError, match=r"the flinker split .* every task needs at least 2 trials, but in .*t.h5 "
+                                        r"task\(s\) \{'task5': 1\} have fewer .* Use split.scheme=kfold"):
+        make_split(prep, "flinker")
+    with pytest.raises(DataError, match=r"fold 0 of the 'swpd' split of .*t.h5 has no test trials or frames \(10 "
+                                        r"trials, 2500 frames, n_folds=5000\); use fewer folds"):
+        make_split(prep, "swpd", fold=0, n_folds=5000)
+    assert len(make_split(prep, "kfold", fold=0, n_folds=5).test_trials) == 2
+
+
+def test_electrode_positions_that_are_no_grid():
+    from neurovox.decoders.layout import layout_from_channels
+    from neurovox.io import make_channel_table
+
+    spread = make_channel_table(["a", "b", "c"], "ecog", row=[0, 40, 99], col=[0, 50, 99])
+    with pytest.raises(DataError, match=r"The channel positions give a 100 x 100 grid for only 3 channels; they do not "
+                                        r"look like a regular grid. Set the row/col columns .* --model lstm"):
+        layout_from_channels(spread, model="resnet")
+
+
+def test_cli_leaves_no_output_for_bad_input(tmp_path, h5, capsys):
+    path, edit = h5
+    bad = [edit(lambda f: f.move("ecog_alldataset", "ecog_alldata")), tmp_path / "trunc.h5"]
+    bad[1].write_bytes(path.read_bytes()[:4000])
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    for i, data in enumerate(bad):
+        assert main(["preprocess", "--data", str(data), "--out", str(out_dir / f"hg{i}.h5")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("neurovox preprocess: error: ") and str(data.name) in err and "Traceback" not in err
+    assert list(out_dir.iterdir()) == []
+
+
+def test_more_file_and_layout_cases(tmp_path, h5):
+    path, edit = h5
+    (tmp_path / "a.edf").write_bytes(b"0")
+    with pytest.raises(FormatError, match=r"a.edf is a raw .edf file: neurovox reads such files through their BIDS "
+                                          r"dataset .* mne_bids.write_raw_bids"):
+        read_recording(tmp_path / "a.edf")
+    (tmp_path / "sub-04").mkdir()
+    with pytest.raises(FormatError, match=r"subject directory .*sub-04 holds no \*_ieeg.nwb file; for other BIDS-iEEG "
+                                          r"formats pass the BIDS root"):
+        read_recording(tmp_path / "sub-04")
+    mono = read_flinker_hdf5(path).audio
+    rec = read_flinker_hdf5(edit(lambda f: _replace(f, "wave_re_alldataset",
+                                                    np.round(mono * 30000).astype(np.int16)[:, None])))
+    assert "wave_re_alldataset holds integers: scaled to [-1, 1] by 1/32768." in rec.meta.notes
+    assert rec.audio.dtype == np.float32 and np.abs(rec.audio - mono * 30000 / 32768).max() < 1e-4
+    root = tmp_path / "bids"
+    root.mkdir()
+    (root / "dataset_description.json").write_text("{}")
+    with pytest.raises(FormatError, match=r"no iEEG recording \(.vhdr/.edf/.bdf/.set/.fif\) in BIDS root .*bids for "
+                                          r"subject='02', task=None"):
+        read_recording(root, subject="02")
+
+
+def test_swpd_without_events_or_stimulus(tmp_path):
+    rec = make_recording(8, neural_sfreq_hz=256.0, kind="raw", ch_type="seeg")
+    nwb = write_swpd(rec, tmp_path / "ds")
+    nwb.with_name(nwb.name.replace("_ieeg.nwb", "_events.tsv")).unlink()
+    with h5py.File(nwb, "r+") as f:
+        del f["acquisition/Stimulus"]
+    with pytest.raises(DataError, match=r"trial table of .*sub-01_task-wordProduction_ieeg.nwb is empty: no "
+                                        r"_events.tsv beside it and no 'Stimulus' series"):
+        read_swpd(nwb)

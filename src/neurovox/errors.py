@@ -24,3 +24,8 @@ class ConfigError(NeurovoxError, ValueError):
 
 class RunError(NeurovoxError):
     """A run directory is missing, incomplete, finished already, or from an incompatible version."""
+
+
+class ResourceError(NeurovoxError):
+    """A computation will not fit in the memory available (a model, a window, a batch); the message
+    gives the estimate, what is available and which settings to reduce."""

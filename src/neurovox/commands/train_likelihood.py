@@ -3,10 +3,13 @@ of generative decoding, and optionally the "dps" run that combines it with a pri
 
     neurovox train likelihood --data sim/sim01.h5 --out runs/lik --quick
     neurovox train likelihood --data sim/sim01.h5 --out runs/lik --prior runs/prior --dps-out runs/dps \\
-        [--dps-set n_steps=50 --dps-set guidance_scale=1.0 --dps-set warm_start_run=runs/linear]
+        [--dps-set n_steps=50 --dps-set algorithm=dps --dps-set warm_start_run=runs/linear
+         --dps-set vocoder=formant --dps-set speech_run=runs/speech]
     neurovox decode --run runs/dps --data sim/sim01.h5 --out decoded/dps ; neurovox evaluate --run runs/dps ...
 
-With --dps-out and a finished --out, training is skipped and only the dps run is (re)made.
+The dps run samples with DAPS by default (Langevin on the clean mel at each noise level;
+`neurovox.diffusion.daps`); `algorithm=dps` selects Chung et al.'s DPS. With --dps-out and a
+finished --out, training is skipped and only the dps run is (re)made.
 Whisper features: --set likelihood.whisper_dir=/path/to/local/whisper (never downloaded).
 """
 

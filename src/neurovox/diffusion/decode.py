@@ -1,4 +1,9 @@
-"""DPS decoding runs: prior + likelihood + sampler settings, loaded as a `TrialDecoder`.
+"""Posterior-sampling decoding runs: prior + likelihood + sampler settings, loaded as a `TrialDecoder`.
+
+The run kind is "dps" (diffusion posterior sampling in the broad sense); `dps.algorithm` picks the
+sampler: "daps" (default; `neurovox.diffusion.daps`, Langevin on x0 at each noise level) or "dps"
+(`neurovox.diffusion.dps`, Chung et al.'s gradient through the denoiser). On a CPU-sized prior only
+DAPS beats its trial-shuffled chance level (BENCHMARKS.md, "Generative decoding").
 
 A "dps" run directory (`make_dps_run`) holds no weights of its own: its config references a
 finished prior run and a finished likelihood run, copies the likelihood run's `prepare`, `split`
@@ -25,9 +30,10 @@ import torch
 
 from neurovox import dsp
 from neurovox.config import from_dict
+from neurovox.diffusion.daps import daps_sample
 from neurovox.diffusion.ddim import make_sampler
 from neurovox.diffusion.dps import PosteriorSampler, posterior_sample
-from neurovox.diffusion.features import MEL_DB_FLOOR, griffin_lim, images_to_windows, windows_to_images
+from neurovox.diffusion.features import MEL_DB_FLOOR, griffin_lim, images_to_windows, mel_db_to_power, windows_to_images
 from neurovox.diffusion.train_likelihood import LikelihoodRunConfig, SplitConfig, WindowConfig, load_likelihood
 from neurovox.diffusion.train_prior import load_prior
 from neurovox.errors import ConfigError, DataError, RunError
@@ -41,10 +47,13 @@ from neurovox.utils.files import atomic_path, write_json_atomic
 class DpsConfig:
     prior_run: str = ""              # finished prior run directory, path
     likelihood_run: str = ""         # finished likelihood run directory, path
-    sampler: str = "ddpm"            # base sampler: "ddpm" (as in DPS) or "ddim"
+    algorithm: str = "daps"          # "daps" (Langevin on x0 per noise level) or "dps" (gradient through the denoiser)
+    n_steps: int = 50                # noise levels / reverse steps (cold start: spread over all T), count
+    langevin_steps: int = 20         # DAPS: Langevin updates per noise level, count
+    langevin_step_scale: float = 0.01  # DAPS: Langevin step in units of min(sigma_t, 1)^2 tau^2, unitless
+    sampler: str = "ddpm"            # DPS base sampler: "ddpm" (as in DPS) or "ddim"
     eta: float = 1.0                 # DDIM stochasticity (sampler "ddim" only), 0..1
-    n_steps: int = 100               # reverse steps (cold start: spread over all T), count
-    guidance_scale: float = 1.0      # zeta: residual-normalised DPS step size, unitless
+    guidance_scale: float = 1.0      # DPS: zeta, residual-normalised step; DAPS: weight of the likelihood (0 = prior only)
     signal_scaled: bool = True       # zeta_t = zeta * sqrt(abar_t) / ||r|| (a step of zeta in x0 space); False = paper's rule
     clip_x0: float = 1.2             # clip x0_hat to [-1, clip_x0] for the measurement and the step (unit mel scale); 0 = off
     warm_start_run: str = ""         # direct decoder run whose mel output starts the chain ("" = cold), path
@@ -52,8 +61,16 @@ class DpsConfig:
     n_samples: int = 1               # posterior samples averaged per trial (mel dB mean), count
     batch_size: int = 16             # trials sampled together, count
     griffin_lim_iters: int = 32      # Griffin-Lim iterations for the audio, count
+    vocoder: str = "griffin_lim"     # mel -> audio: "griffin_lim" or "formant" (speech run's encoder + synthesizer)
+    speech_run: str = ""             # finished `neurovox train speech` run, needed by vocoder "formant", path
 
     def __post_init__(self) -> None:
+        check_option("dps.algorithm", self.algorithm, ("daps", "dps"))
+        check_option("dps.vocoder", self.vocoder, ("griffin_lim", "formant"))
+        if self.vocoder == "formant" and not self.speech_run:
+            raise ConfigError("dps.vocoder='formant' needs dps.speech_run=RUN (a finished `neurovox train speech` run).")
+        check_range("dps.langevin_steps", self.langevin_steps, 0, None)
+        check_range("dps.langevin_step_scale", self.langevin_step_scale, 0.0, None)
         check_option("dps.sampler", self.sampler, ("ddpm", "ddim"))
         check_range("dps.eta", self.eta, 0.0, 1.0)
         check_range("dps.n_steps", self.n_steps, 1, None)
@@ -87,7 +104,9 @@ def make_dps_run(out: str | Path, prior_run: str | Path, likelihood_run: str | P
     dps = from_dict(DpsConfig, {**(overrides or {}), "prior_run": str(prior.path.resolve()),
                                 "likelihood_run": str(lik.path.resolve())}, prefix="dps.")
     if dps.warm_start_run:
-        open_run(dps.warm_start_run, expect_kind="decoder", require_done=True)
+        dps.warm_start_run = str(open_run(dps.warm_start_run, expect_kind="decoder", require_done=True).path.resolve())
+    if dps.speech_run:
+        dps.speech_run = str(open_run(dps.speech_run, expect_kind="speech", require_done=True).path.resolve())
     cfg = DpsRunConfig(seed=seed, dps=dps, prepare=lcfg.prepare, split=lcfg.split, window=lcfg.window)
     run = start_run(out, kind="dps", config=cfg, seed=seed, data_path=lik.meta.get("data_path"), overwrite=overwrite)
     run.mark_done({"prior_run": dps.prior_run, "likelihood_run": dps.likelihood_run})
@@ -106,16 +125,22 @@ class DpsTrialDecoder:
         self.denoiser, self.schedule, _ = load_prior(cfg.dps.prior_run, device)
         self.likelihood, self.normalizer, lik_run, good = load_likelihood(cfg.dps.likelihood_run, device)
         self.good = torch.from_numpy(good).to(device)
+        self.noise_var = likelihood_noise_var(lik_run.path)
         self.n_lead_frames = cfg.window.n_lead_frames
         self.n_target_frames = cfg.window.n_target_frames
         self.prepare_config = cfg.prepare
-        self.model_name = "dps" + (" (warm start)" if cfg.dps.warm_start_run else "")
+        self.model_name = cfg.dps.algorithm + (" (warm start)" if cfg.dps.warm_start_run else "")
         self.causal = False
         self.warm = None
         if cfg.dps.warm_start_run:
             from neurovox.decoders import load_trial_decoder as load_direct
 
             self.warm = load_direct(cfg.dps.warm_start_run)
+        self.speech = None
+        if cfg.dps.vocoder == "formant":
+            from neurovox.encoder import load_speech_model
+
+            self.speech = load_speech_model(cfg.dps.speech_run, device)
         self.last_timing: dict[str, float] = {}
 
     def _check(self, neural_windows: np.ndarray) -> np.ndarray:
@@ -145,30 +170,52 @@ class DpsTrialDecoder:
         x = self._check(neural_windows)
         n_steps = c.n_steps if n_steps is None else n_steps
         zeta = c.guidance_scale if guidance_scale is None else guidance_scale
-        base = make_sampler(self.schedule, c.sampler, eta=c.eta, clip_x0=c.clip_x0 or None)
         good = self.good
 
         def measurement(x0: torch.Tensor) -> torch.Tensor:
             return self.likelihood(x0)[..., good]
 
-        sampler = PosteriorSampler(base, measurement, guidance_scale=zeta, signal_scaled=c.signal_scaled,
-                                   x0_range=(-1.0, c.clip_x0) if c.clip_x0 else None)
         y_all = torch.from_numpy(x[:, self.n_lead_frames:]).to(self.device)[..., good]
         out = np.zeros((len(x), self.n_target_frames, 80), np.float32)
         for i in range(0, len(x), c.batch_size):
             y = y_all[i:i + c.batch_size]
             b = y.shape[0]
+            shape = (b, 1, 80, self.n_target_frames)
             x_init = None
             if x_init_mel_db is not None:
                 x_init = windows_to_images(torch.from_numpy(np.asarray(x_init_mel_db[i:i + b], np.float32))).to(self.device)
             acc = torch.zeros(b, self.n_target_frames, 80)
             for _ in range(c.n_samples):
-                img = posterior_sample(self.denoiser, sampler, y, (b, 1, 80, self.n_target_frames), n_steps=n_steps,
-                                       x_init=x_init, t_start=t_start if x_init is not None else None,
-                                       generator=generator)
+                if c.algorithm == "daps":
+                    # guidance_scale weighs the likelihood (tau^2 / zeta); 0 turns it off: each level's
+                    # Tweedie estimate is re-noised as is, an unconditional annealed sample of the prior
+                    img = daps_sample(self.denoiser, self.schedule, measurement, y, shape,
+                                      noise_var=self.noise_var / max(zeta, 1e-12), n_steps=n_steps,
+                                      n_langevin=c.langevin_steps if zeta > 0 else 0,
+                                      step_scale=c.langevin_step_scale,
+                                      x0_range=(-1.0, c.clip_x0) if c.clip_x0 else None,
+                                      x_init=x_init, t_start=t_start, generator=generator)
+                else:
+                    base = make_sampler(self.schedule, c.sampler, eta=c.eta, clip_x0=c.clip_x0 or None)
+                    sampler = PosteriorSampler(base, measurement, guidance_scale=zeta, signal_scaled=c.signal_scaled,
+                                               x0_range=(-1.0, c.clip_x0) if c.clip_x0 else None)
+                    img = posterior_sample(self.denoiser, sampler, y, shape, n_steps=n_steps, x_init=x_init,
+                                           t_start=t_start if x_init is not None else None, generator=generator)
                 acc += images_to_windows(img.clamp(-1.0, 1.5)).cpu()
             out[i:i + b] = (acc / c.n_samples).numpy()
         return np.maximum(out, MEL_DB_FLOOR)
+
+    def vocode(self, mel_db: np.ndarray, seed: int) -> np.ndarray:
+        """Audio (n, n_target * 128) from mel dB (n, n_target, 80) with the run's vocoder."""
+        if self.speech is None:
+            return np.stack([griffin_lim(m, n_iter=self.config.griffin_lim_iters, seed=seed + k)
+                             for k, m in enumerate(mel_db)])
+        from neurovox.encoder.evaluate import resynthesize
+
+        # the mel's linear-power approximation is what the speech encoder reads (it was trained on
+        # 256-bin power spectrograms); the synthesizer renders the 18 parameters it infers
+        power = np.stack([mel_db_to_power(m) for m in mel_db])
+        return resynthesize(self.speech, power, seed=seed)["wave"]
 
     def decode(self, neural_windows: np.ndarray, generator: Any = None) -> dict[str, np.ndarray]:
         x = self._check(neural_windows)
@@ -181,10 +228,23 @@ class DpsTrialDecoder:
         mel = self.sample_mel(x, gen, x_init_mel_db=x_init, t_start=t_start)
         t1 = time.perf_counter()
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
-        audio = np.stack([griffin_lim(m, n_iter=self.config.griffin_lim_iters, seed=seed + k) for k, m in enumerate(mel)])
+        audio = self.vocode(mel, seed)
         self.last_timing = {"sampling_s": t1 - t0, "vocoding_s": time.perf_counter() - t1,
                             "decoded_s": len(x) * self.n_target_frames / dsp.FRAME_RATE_HZ}
         return {"mel_db": mel, "audio": audio.astype(np.float32)}
+
+
+def likelihood_noise_var(likelihood_run: str | Path) -> float:
+    """tau^2 of the measurement model: the likelihood run's validation MSE per element (z-scored neural
+    units), i.e. how far held-out neural frames lie from A(true mel)."""
+    import json
+
+    path = Path(likelihood_run) / "metrics.json"
+    try:
+        return float(json.loads(path.read_text())["val"]["mse"])
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise RunError(f"Likelihood run {str(likelihood_run)!r} has no readable validation MSE in {path.name} "
+                       f"({exc}); re-run `neurovox train likelihood`.") from exc
 
 
 def load_trial_decoder(run_dir: str | Path, device: str = "cpu") -> DpsTrialDecoder:

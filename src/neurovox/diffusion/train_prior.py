@@ -25,6 +25,7 @@ from neurovox.diffusion.speech_data import MelWindows, collect_speech, split_str
 from neurovox.errors import ConfigError, RunError
 from neurovox.runs import Run, open_run, start_run
 from neurovox.utils.check import check_option, check_range
+from neurovox.utils.memory import MemoryEstimate, check_fits
 
 PRIOR_FILE = "prior.pt"
 
@@ -136,6 +137,7 @@ def train_prior(out: str | Path, cfg: PriorRunConfig, *, overwrite: bool = False
     if pc.n_frames % 2 ** (len(cfg.denoiser.channels) - 1):
         raise ConfigError(f"prior.n_frames ({pc.n_frames}) must be divisible by 2**(levels-1) = "
                           f"{2 ** (len(cfg.denoiser.channels) - 1)}.")
+    check_prior_fits(cfg)  # ResourceError before anything is written when a step will not fit in memory
     run = start_run(out, kind="prior", config=cfg, seed=cfg.seed, overwrite=overwrite)
     if pc.num_threads:
         torch.set_num_threads(pc.num_threads)
@@ -172,6 +174,23 @@ def train_prior(out: str | Path, cfg: PriorRunConfig, *, overwrite: bool = False
     return run
 
 
+def check_prior_fits(cfg: PriorRunConfig, device: str | None = None) -> MemoryEstimate:
+    """Raise ResourceError if one training step of this prior will not fit on `device` (default: the GPU when
+    there is one, else CPU RAM). The denoiser, its EMA copy and the schedule are built on the meta device, so
+    nothing is allocated and no random number is drawn; returns the `MemoryEstimate`."""
+    pc = cfg.prior
+    with torch.device("meta"):
+        denoiser = build_denoiser(cfg.denoiser)
+        ema = copy.deepcopy(denoiser).requires_grad_(False)
+        schedule = NoiseSchedule(pc.n_train_steps, pc.schedule, pc.prediction)
+    window = torch.zeros(1, 1, cfg.denoiser.n_mels, pc.n_frames, device="meta")
+    n_params = sum(p.numel() for p in denoiser.parameters())
+    return check_fits(denoiser, window, device or ("cuda" if torch.cuda.is_available() else "cpu"),
+                      batch_size=pc.batch_size, loss_fn=lambda x0: diffusion_loss(denoiser, schedule, x0),
+                      extra_models=[ema], what=f"prior training ({n_params / 1e6:.1f} M parameters, windows of "
+                      f"{pc.n_frames} frames)", reduce="prior.batch_size, prior.n_frames or denoiser.channels")
+
+
 def save_prior(path: Path, denoiser: torch.nn.Module, schedule: NoiseSchedule) -> None:
     from neurovox.utils.files import atomic_path
 
@@ -193,7 +212,12 @@ def load_prior(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple
     dc = dict(state["denoiser_config"])
     dc["channels"] = tuple(dc["channels"])
     denoiser = build_denoiser(DenoiserConfig(**dc))
-    denoiser.load_state_dict(state["state_dict"])
+    try:
+        denoiser.load_state_dict(state["state_dict"])
+    except RuntimeError as exc:  # weights saved by an incompatible version of the denoiser
+        raise RunError(f"The weights in {str(path)!r} do not fit the denoiser its config describes (made by another "
+                       f"neurovox version?): {str(exc).splitlines()[-1].strip()} Re-train the prior with "
+                       "`neurovox train prior ... --overwrite`.") from None
     schedule = NoiseSchedule(**state["schedule"]).to(device)
     n_frames = int(run.config.get("prior", {}).get("n_frames", 128))
     return denoiser.to(device).eval(), schedule, n_frames

@@ -4,6 +4,7 @@
 - `read_flinker_hdf5` / `write_flinker_hdf5`, `read_swpd` / `write_swpd`, `read_bids`.
 - `load_wav` / `write_wav` (neurovox.io.audio).
 - `mark_nonfinite_bad`, `interpolate_nonfinite`, `mark_flat_bad` (neurovox.io.checks).
+- `LazyNeural`: a neural array left on disk (recordings larger than memory), `is_lazy`.
 """
 
 from neurovox.io.audio import load_wav, resample_audio, to_mono, write_wav
@@ -11,6 +12,7 @@ from neurovox.io.bids import read_bids
 from neurovox.io.checks import interpolate_nonfinite, mark_flat_bad, mark_nonfinite_bad
 from neurovox.io.detect import detect_format, read_recording
 from neurovox.io.flinker import flinker_channel_table, read_flinker_hdf5, write_flinker_hdf5
+from neurovox.io.lazy import LazyNeural, is_lazy
 from neurovox.io.recording import (
     Recording,
     RecordingMeta,
@@ -27,4 +29,5 @@ __all__ = [
     "read_bids",
     "load_wav", "write_wav", "to_mono", "resample_audio",
     "mark_nonfinite_bad", "interpolate_nonfinite", "mark_flat_bad",
+    "LazyNeural", "is_lazy",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -84,7 +85,7 @@ def describe_hdf5_error(exc: BaseException, where: str, what: str) -> str:
             "The file is probably truncated or corrupted: copy it again.")
 
 
-def trim_to_common_span(neural: np.ndarray, neural_sfreq_hz: float, audio: np.ndarray, audio_sfreq_hz: float,
+def trim_to_common_span(neural: Any, neural_sfreq_hz: float, audio: np.ndarray, audio_sfreq_hz: float,
                         *, max_trim_s: float, where: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Trim the longer of two streams that start together to the common span, if they differ by <= `max_trim_s`.
 
@@ -98,7 +99,7 @@ def trim_to_common_span(neural: np.ndarray, neural_sfreq_hz: float, audio: np.nd
         return neural, audio, []
     if diff_s > 0:
         n = int(np.ceil(dur_a * neural_sfreq_hz - 1e-9))
-        neural = neural[:n]
+        neural = neural.head(n) if hasattr(neural, "head") else neural[:n]   # a LazyNeural stays on disk
         what = f"neural data trimmed from {dur_n:.4f} s to {n / neural_sfreq_hz:.4f} s"
     else:
         n = int(round(dur_n * audio_sfreq_hz))

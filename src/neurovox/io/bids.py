@@ -4,6 +4,9 @@ The microphone is usually recorded as an extra channel of the amplifier: a chann
 "audio", "microphone" or "mic" (any type, usually misc) is taken as the audio, resampled to
 16 kHz; or pass `audio_path` (a WAV file on the same clock). Trials come from the events
 (annotations): onset, duration, description = word; the task is the BIDS task entity.
+
+Neural channels larger than `neurovox.utils.memory.in_memory_limit_bytes()` (as float32; or any,
+with ``lazy=True``) are not preloaded: they stay on disk as a `LazyNeural` read through MNE.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from neurovox.errors import DataError, FormatError, NeurovoxError
 from neurovox.io._common import trim_to_common_span
 from neurovox.io.audio import load_wav, resample_audio
 from neurovox.io.checks import check_channels, check_grid_positions, trial_notices
+from neurovox.io.lazy import LazyNeural, MneSource
 from neurovox.io.recording import Recording, RecordingMeta, make_channel_table, make_trial_table
+from neurovox.utils.memory import in_memory_limit_bytes
 
 AUDIO_NAME = re.compile(r"^(audio|microphone|mic|sound|speech)[\s_\-0-9]*$", re.IGNORECASE)
 NEURAL_TYPES = ("ecog", "seeg")
@@ -52,10 +57,15 @@ def find_bids_raw(bids_root: str | os.PathLike, subject: str | None = None, task
     return paths[0]
 
 
+def _keep_on_disk(raw) -> bool:
+    """Whether all of the raw file's channels, as float32, exceed the in-memory limit."""
+    return raw.n_times * len(raw.ch_names) * 4 > in_memory_limit_bytes()
+
+
 def read_bids(bids_root: str | os.PathLike, subject: str | None = None, task: str | None = None, *,
               session: str | None = None, run: str | None = None, audio_channel: str | None = None,
               audio_path: str | os.PathLike | None = None, audio_sfreq_hz: float = 16000.0,
-              nonfinite: str = "raise") -> Recording:
+              nonfinite: str = "raise", lazy: bool | None = None) -> Recording:
     """Read one BIDS-iEEG recording (any raw format MNE-BIDS reads) into a `Recording`.
 
     Parameters
@@ -71,6 +81,9 @@ def read_bids(bids_root: str | os.PathLike, subject: str | None = None, task: st
     audio_sfreq_hz : float
         Audio is resampled to this rate (default 16 kHz).
     nonfinite : {"raise", "mark_bad", "interpolate"}
+    lazy : bool, optional
+        Leave the neural channels on disk as a `LazyNeural` (True), load them (False), or decide from
+        their size (None: lazy above `neurovox.utils.memory.in_memory_limit_bytes()`).
 
     Returns
     -------
@@ -83,7 +96,8 @@ def read_bids(bids_root: str | os.PathLike, subject: str | None = None, task: st
     where = str(bp.fpath)
     try:
         raw = mne_bids.read_raw_bids(bp, verbose="error")
-        raw.load_data(verbose="error")
+        if lazy is False or (lazy is None and not _keep_on_disk(raw)):
+            raw.load_data(verbose="error")
     except NeurovoxError:
         raise
     except Exception as exc:
@@ -131,7 +145,12 @@ def read_bids(bids_root: str | os.PathLike, subject: str | None = None, task: st
     dropped = [ch_names[i] for i in range(len(ch_names)) if i not in picks and i != audio_idx]
     if dropped:
         notes.append(f"ignored {len(dropped)} non-neural channels: {dropped[:8]}{' ...' if len(dropped) > 8 else ''}.")
-    neural = raw.get_data(picks=picks).T.astype(np.float32)
+    if raw.preload:
+        neural = raw.get_data(picks=picks).T.astype(np.float32)
+    else:
+        neural = LazyNeural(MneSource(raw, picks, where))
+        notes.append(f"neural channels ({neural.shape[0]} x {neural.shape[1]}, {neural.nbytes / 2 ** 20:.0f} MiB) "
+                     "left on disk: read in chunks (neurovox.io.LazyNeural).")
     names = [ch_names[i] for i in picks]
     types = [ch_types[i] for i in picks]
     xyz = np.array([raw.info["chs"][i]["loc"][:3] for i in picks], dtype=float)

@@ -10,6 +10,10 @@ the `nonfinite` option of `neurovox.io.read_recording`:
 
 Flat channels (every sample equal, e.g. all zero: a disconnected contact) are always marked bad
 with a notice; nothing is ever changed silently.
+
+A `LazyNeural` (a recording larger than memory, left on disk) gets the same checks, decisions and
+notices from one pass over its rows (`scan_channels`); the fixes are recorded in the lazy array and
+applied to every later read, giving the same samples as the in-memory functions, bit for bit.
 """
 
 from __future__ import annotations
@@ -18,14 +22,52 @@ import numpy as np
 import pandas as pd
 
 from neurovox.errors import DataError
+from neurovox.io.lazy import Fixes, Gaps, LazyNeural, is_lazy
 from neurovox.utils.check import check_option
+from neurovox.utils.memory import chunk_bytes
 
 NONFINITE_OPTIONS = ("raise", "mark_bad", "interpolate")
+MAX_GAP_FRACTION = 0.05   # channels with more non-finite samples than this are zeroed and marked bad, not interpolated
 
 
 def _names(channels: pd.DataFrame, idx: np.ndarray, limit: int = 8) -> str:
     names = channels["name"].to_numpy()[idx].tolist()
     return ", ".join(names[:limit]) + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _mark_bad_notice(n_bad: int, channels: pd.DataFrame, bad_ch: np.ndarray, where: str) -> str:
+    return (f"{n_bad} NaN/Inf samples in {where} set to 0 and {len(bad_ch)} channels marked bad: "
+            f"{_names(channels, bad_ch)}.")
+
+
+def _interp_notice(n_interp: int, channels: pd.DataFrame, interp: np.ndarray, where: str) -> str:
+    return (f"{n_interp} NaN/Inf samples in {where} interpolated linearly in "
+            f"{len(interp)} channels: {_names(channels, interp)}.")
+
+
+def _too_many_notice(channels: pd.DataFrame, rest: np.ndarray, max_gap_fraction: float, where: str) -> str:
+    return (f"{len(rest)} channels in {where} have more than {max_gap_fraction:.0%} NaN/Inf samples: "
+            f"zeroed there and marked bad: {_names(channels, rest)}.")
+
+
+def _flat_notice(channels: pd.DataFrame, new: np.ndarray, all_zero: bool, where: str) -> str:
+    kind = "all zero" if all_zero else "flat (constant)"
+    return f"{len(new)} channels in {where} are {kind} and were marked bad: {_names(channels, new)}."
+
+
+def _nonfinite_error(n_bad: int, channels: pd.DataFrame, bad_ch: np.ndarray, first: int, where: str) -> DataError:
+    return DataError(
+        f"neural data in {where} contains {n_bad} NaN/Inf samples in {len(bad_ch)} channels "
+        f"({_names(channels, bad_ch)}; first at sample {first}). Fix the file, or read it with "
+        "nonfinite='mark_bad' (zero them and mark the channels bad) or nonfinite='interpolate' "
+        "(CLI: --nonfinite mark_bad)."
+    )
+
+
+def _mark_bad(channels: pd.DataFrame, idx: np.ndarray) -> pd.DataFrame:
+    channels = channels.copy()
+    channels.loc[channels.index[idx], "bad"] = True
+    return channels
 
 
 def mark_nonfinite_bad(neural: np.ndarray, channels: pd.DataFrame, *,
@@ -54,16 +96,11 @@ def mark_nonfinite_bad(neural: np.ndarray, channels: pd.DataFrame, *,
         return neural, channels, []
     bad_ch = np.flatnonzero(~finite.all(axis=0))
     neural = np.where(finite, neural, 0).astype(neural.dtype, copy=False)
-    channels = channels.copy()
-    channels.loc[channels.index[bad_ch], "bad"] = True
-    n_bad = int((~finite).sum())
-    return neural, channels, [
-        f"{n_bad} NaN/Inf samples in {where} set to 0 and {len(bad_ch)} channels marked bad: "
-        f"{_names(channels, bad_ch)}."
-    ]
+    channels = _mark_bad(channels, bad_ch)
+    return neural, channels, [_mark_bad_notice(int((~finite).sum()), channels, bad_ch, where)]
 
 
-def interpolate_nonfinite(neural: np.ndarray, channels: pd.DataFrame, *, max_gap_fraction: float = 0.05,
+def interpolate_nonfinite(neural: np.ndarray, channels: pd.DataFrame, *, max_gap_fraction: float = MAX_GAP_FRACTION,
                           where: str = "recording") -> tuple[np.ndarray, pd.DataFrame, list[str]]:
     """Linearly interpolate NaN/Inf samples in time; channels with too many are marked bad instead.
 
@@ -94,17 +131,14 @@ def interpolate_nonfinite(neural: np.ndarray, channels: pd.DataFrame, *, max_gap
         neural[~ok, c] = np.interp(t[~ok], t[ok], neural[ok, c])
     notices = []
     if interp:
-        notices.append(f"{int((~finite[:, interp]).sum())} NaN/Inf samples in {where} interpolated linearly in "
-                       f"{len(interp)} channels: {_names(channels, np.asarray(interp))}.")
+        notices.append(_interp_notice(int((~finite[:, interp]).sum()), channels, np.asarray(interp), where))
     rest = np.asarray([c for c in affected if frac[c] > max_gap_fraction], dtype=int)
     if len(rest):
         sub = np.zeros_like(finite)
         sub[:, rest] = ~finite[:, rest]
         neural[sub] = 0
-        channels = channels.copy()
-        channels.loc[channels.index[rest], "bad"] = True
-        notices.append(f"{len(rest)} channels in {where} have more than {max_gap_fraction:.0%} NaN/Inf samples: "
-                       f"zeroed there and marked bad: {_names(channels, rest)}.")
+        channels = _mark_bad(channels, rest)
+        notices.append(_too_many_notice(channels, rest, max_gap_fraction, where))
     return neural, channels, notices
 
 
@@ -124,20 +158,21 @@ def mark_flat_bad(neural: np.ndarray, channels: pd.DataFrame, *,
     new = np.asarray([c for c in flat if not bool(channels["bad"].iloc[c])], dtype=int)
     if len(new) == 0:
         return channels, []
-    channels = channels.copy()
-    channels.loc[channels.index[new], "bad"] = True
+    channels = _mark_bad(channels, new)
     zero = [c for c in new if neural[0, c] == 0]
-    kind = "all zero" if len(zero) == len(new) else "flat (constant)"
-    return channels, [f"{len(new)} channels in {where} are {kind} and were marked bad: {_names(channels, new)}."]
+    return channels, [_flat_notice(channels, new, len(zero) == len(new), where)]
 
 
 def check_channels(neural: np.ndarray, channels: pd.DataFrame, *, nonfinite: str = "raise",
                    where: str = "recording") -> tuple[np.ndarray, pd.DataFrame, list[str]]:
     """Apply the `nonfinite` policy, then mark flat channels bad. Used by every reader.
 
-    With ``nonfinite="raise"`` non-finite data raise `DataError` naming the channels.
+    With ``nonfinite="raise"`` non-finite data raise `DataError` naming the channels. A `LazyNeural` is
+    checked in one pass over its rows and returned with the fixes attached (`check_lazy_channels`).
     """
     check_option("nonfinite", nonfinite, NONFINITE_OPTIONS, error=DataError)
+    if is_lazy(neural):
+        return check_lazy_channels(neural, channels, nonfinite=nonfinite, where=where)
     notices: list[str] = []
     if nonfinite == "mark_bad":
         neural, channels, notices = mark_nonfinite_bad(neural, channels, where=where)
@@ -148,14 +183,138 @@ def check_channels(neural: np.ndarray, channels: pd.DataFrame, *, nonfinite: str
         if not finite.all():
             bad_ch = np.flatnonzero(~finite.all(axis=0))
             first = int(np.argwhere(~finite)[0][0])
-            raise DataError(
-                f"neural data in {where} contains {int((~finite).sum())} NaN/Inf samples in {len(bad_ch)} channels "
-                f"({_names(channels, bad_ch)}; first at sample {first}). Fix the file, or read it with "
-                "nonfinite='mark_bad' (zero them and mark the channels bad) or nonfinite='interpolate' "
-                "(CLI: --nonfinite mark_bad)."
-            )
+            raise _nonfinite_error(int((~finite).sum()), channels, bad_ch, first, where)
     channels, flat_notices = mark_flat_bad(neural, channels, where=where)
     return neural, channels, notices + flat_notices
+
+
+# ------------------------------------------------------------------------------------ lazy (on-disk) arrays
+class ChannelScan:
+    """Per-channel statistics of a LazyNeural from one pass over its rows (`scan_channels`).
+
+    n_nonfinite : (n_channels,) int64; first_bad_sample : int (-1 if none);
+    finite_min, finite_max : (n_channels,) float64 over the finite samples (+inf / -inf if none);
+    gaps : channel -> Gaps, the runs of non-finite samples of the channels with at most
+    `max_gap_fraction` of them (only when collected).
+    """
+
+    def __init__(self, n_channels: int) -> None:
+        self.n_nonfinite = np.zeros(n_channels, dtype=np.int64)
+        self.first_bad_sample = -1
+        self.finite_min = np.full(n_channels, np.inf)
+        self.finite_max = np.full(n_channels, -np.inf)
+        self.gaps: dict[int, Gaps] = {}
+
+
+def scan_channels(neural: LazyNeural, *, n_rows: int | None = None,
+                  gap_fraction: float | None = None) -> ChannelScan:
+    """One pass over `neural` (blocks of `n_rows` rows, default from `neurovox.utils.memory.chunk_bytes`).
+
+    With `gap_fraction`, also collect the runs of non-finite samples (and their finite neighbours) of
+    every channel with at most that fraction of them, for `Gaps` interpolation.
+    """
+    n, n_ch = neural.shape
+    scan = ChannelScan(n_ch)
+    n_rows = n_rows or neural.rows_for_bytes(chunk_bytes())
+    max_count = np.inf if gap_fraction is None else gap_fraction * n + 1
+    runs: dict[int, list[tuple[int, int, int, float, int, float]]] = {}
+    open_runs: dict[int, tuple[int, int, float]] = {}   # runs reaching the end of the previous block
+    too_many: set[int] = set()
+    prev_last: np.ndarray | None = None
+    for a, x in neural.iter_rows(n_rows):
+        bad = ~np.isfinite(x)
+        bad_cols = bad.any(axis=0)
+        if bad_cols.any():
+            scan.n_nonfinite += bad.sum(axis=0)
+            if scan.first_bad_sample < 0:
+                scan.first_bad_sample = a + int(np.flatnonzero(bad.any(axis=1))[0])
+            masked = np.where(bad, np.inf, x)
+            np.minimum(scan.finite_min, masked.min(axis=0), out=scan.finite_min)
+            masked[bad] = -np.inf
+            np.maximum(scan.finite_max, masked.max(axis=0), out=scan.finite_max)
+            del masked
+        else:
+            np.minimum(scan.finite_min, x.min(axis=0), out=scan.finite_min)
+            np.maximum(scan.finite_max, x.max(axis=0), out=scan.finite_max)
+        if gap_fraction is not None:
+            for ch in sorted(set(np.flatnonzero(bad_cols).tolist()) | set(open_runs)):
+                if ch in too_many:
+                    continue
+                if scan.n_nonfinite[ch] > max_count:   # will not be interpolated: stop collecting
+                    too_many.add(ch)
+                    runs.pop(ch, None)
+                    open_runs.pop(ch, None)
+                    continue
+                _collect_runs(ch, a, x, bad[:, ch], prev_last, runs, open_runs)
+        prev_last = x[-1].copy()
+    for ch, (start, li, lv) in open_runs.items():
+        runs.setdefault(ch, []).append((start, n, li, lv, -1, np.nan))
+    for ch, r in runs.items():
+        start, stop, left_idx, left_val, right_idx, right_val = (np.asarray(col) for col in zip(*r))
+        scan.gaps[ch] = Gaps(start.astype(np.int64), stop.astype(np.int64), left_idx.astype(np.int64),
+                             left_val.astype(np.float64), right_idx.astype(np.int64), right_val.astype(np.float64))
+    return scan
+
+
+def _collect_runs(ch: int, a: int, x: np.ndarray, col_bad: np.ndarray, prev_last: np.ndarray | None,
+                  runs: dict, open_runs: dict) -> None:
+    """Append the runs of non-finite samples of channel `ch` in block `x` (first row `a`) to `runs`."""
+    pending = open_runs.pop(ch, None)
+    if pending is not None and not col_bad[0]:        # the open run ended at the previous block's end
+        runs.setdefault(ch, []).append((pending[0], a, pending[1], pending[2], a, float(x[0, ch])))
+        pending = None
+    if not col_bad.any():
+        return
+    edges = np.diff(col_bad.astype(np.int8), prepend=np.int8(0), append=np.int8(0))
+    for s, e in zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()):
+        if s == 0 and pending is not None:            # continues the open run
+            start, li, lv = pending
+        elif s > 0:
+            start, li, lv = a + s, a + s - 1, float(x[s - 1, ch])
+        elif prev_last is not None:
+            start, li, lv = a, a - 1, float(prev_last[ch])
+        else:
+            start, li, lv = a, -1, np.nan
+        if e < len(col_bad):
+            runs.setdefault(ch, []).append((start, a + e, li, lv, a + e, float(x[e, ch])))
+        else:
+            open_runs[ch] = (start, li, lv)
+
+
+def check_lazy_channels(neural: LazyNeural, channels: pd.DataFrame, *, nonfinite: str = "raise",
+                        where: str = "recording") -> tuple[LazyNeural, pd.DataFrame, list[str]]:
+    """`check_channels` for an on-disk array: the same errors, notices and (on every read) the same samples."""
+    check_option("nonfinite", nonfinite, NONFINITE_OPTIONS, error=DataError)
+    n = neural.shape[0]
+    scan = scan_channels(neural, gap_fraction=MAX_GAP_FRACTION if nonfinite == "interpolate" else None)
+    affected = np.flatnonzero(scan.n_nonfinite > 0)
+    fixes = Fixes()
+    notices: list[str] = []
+    if len(affected) and nonfinite == "raise":
+        raise _nonfinite_error(int(scan.n_nonfinite.sum()), channels, affected, scan.first_bad_sample, where)
+    if len(affected) and nonfinite == "mark_bad":
+        fixes.zero_nonfinite = True
+        channels = _mark_bad(channels, affected)
+        notices.append(_mark_bad_notice(int(scan.n_nonfinite.sum()), channels, affected, where))
+    elif len(affected):
+        frac = 1.0 - (n - scan.n_nonfinite) / n            # as interpolate_nonfinite computes it
+        interp = np.asarray([c for c in affected if frac[c] <= MAX_GAP_FRACTION], dtype=int)
+        rest = np.asarray([c for c in affected if frac[c] > MAX_GAP_FRACTION], dtype=int)
+        fixes.gaps = {int(c): scan.gaps[int(c)] for c in interp}
+        fixes.zero_nonfinite = bool(len(rest))
+        if len(interp):
+            notices.append(_interp_notice(int(scan.n_nonfinite[interp].sum()), channels, interp, where))
+        if len(rest):
+            channels = _mark_bad(channels, rest)
+            notices.append(_too_many_notice(channels, rest, MAX_GAP_FRACTION, where))
+    neural = neural.with_fixes(fixes, finite=True)
+    # flat after the fixes: interpolated values lie between finite neighbours, so min/max are the finite ones
+    bad_now = channels["bad"].to_numpy(bool)
+    new = np.flatnonzero((scan.finite_min == scan.finite_max) & ~bad_now) if n else np.zeros(0, int)
+    if len(new):
+        channels = _mark_bad(channels, new)
+        notices.append(_flat_notice(channels, new, bool((scan.finite_min[new] == 0).all()), where))
+    return neural, channels, notices
 
 
 def check_grid_positions(channels: pd.DataFrame, *, where: str = "recording") -> None:

@@ -42,6 +42,9 @@ Channel layouts when the file has no channel keys:
 MATLAB v7.3 .mat files are HDF5 and load the same way; MATLAB stores arrays transposed, which
 is detected from the audio/neural length relation and undone with a notice. MATLAB v5 .mat files
 are read with scipy.
+
+A neural array larger than `neurovox.utils.memory.in_memory_limit_bytes()` (or any, with
+``lazy=True``) stays on disk as a `LazyNeural` (HDF5 only; a v5 .mat is always loaded whole).
 """
 
 from __future__ import annotations
@@ -57,8 +60,10 @@ import pandas as pd
 from neurovox.errors import DataError, FormatError, NeurovoxError
 from neurovox.io._common import decode_strings, describe_hdf5_error, file_kind
 from neurovox.io.checks import check_channels, check_grid_positions, trial_notices
+from neurovox.io.lazy import Hdf5Source, LazyNeural, is_lazy, processing_dtype
 from neurovox.io.recording import Recording, RecordingMeta, make_channel_table, make_trial_table
 from neurovox.utils.files import atomic_path
+from neurovox.utils.memory import chunk_bytes, in_memory_limit_bytes
 
 NEURAL_KEY = "ecog_alldataset"
 AUDIO_KEY = "wave_re_alldataset"
@@ -168,7 +173,7 @@ def write_flinker_hdf5(rec: Recording, path: str | os.PathLike) -> Path:
     str_dt = h5py.string_dtype("utf-8")
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
-            f.create_dataset(NEURAL_KEY, data=rec.neural)
+            _write_neural(f, rec.neural)
             f.create_dataset(AUDIO_KEY, data=rec.audio.reshape(-1, 1))
             on_s = rec.trials["onset_s"].to_numpy(np.float64)
             off_s = rec.trials["offset_s"].to_numpy(np.float64)
@@ -206,9 +211,29 @@ def write_flinker_hdf5(rec: Recording, path: str | os.PathLike) -> Path:
     return path
 
 
+def _write_neural(f: Any, neural: np.ndarray | LazyNeural) -> None:
+    """The neural dataset; a LazyNeural is copied by blocks of rows (never whole in memory)."""
+    if not is_lazy(neural):
+        f.create_dataset(NEURAL_KEY, data=neural)
+        return
+    ds = f.create_dataset(NEURAL_KEY, shape=neural.shape, dtype=neural.dtype)
+    for start, rows in neural.iter_rows(neural.rows_for_bytes(chunk_bytes(), neural.dtype.itemsize)):
+        ds[start: start + len(rows)] = rows
+
+
 # ------------------------------------------------------------------------------------ reading
-def _load_hdf5(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any], bool]:
-    """All top-level datasets as arrays, the root attributes, and whether it is a MATLAB file."""
+def _keep_on_disk(obj: Any, lazy: bool | None) -> bool:
+    """Whether to leave the neural dataset `obj` on disk (see the module docstring)."""
+    if lazy is False or obj.ndim != 2 or obj.dtype.kind not in "fiub":
+        return False
+    if lazy:
+        return True
+    return obj.size * processing_dtype(obj.dtype).itemsize > in_memory_limit_bytes()
+
+
+def _load_hdf5(path: Path, lazy: bool | None = None) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """All top-level datasets as arrays (the neural one maybe as a LazyNeural), the root attributes, and
+    whether it is a MATLAB file."""
     import h5py
 
     arrays: dict[str, np.ndarray] = {}
@@ -228,6 +253,8 @@ def _load_hdf5(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any], bool]
                                        dtype=object)
             elif mclass == "char":
                 arrays[key] = np.array(decode_strings(obj[()], matlab_char=True), dtype=object)
+            elif key == NEURAL_KEY and _keep_on_disk(obj, lazy):
+                arrays[key] = LazyNeural(Hdf5Source(str(path), obj.name))
             elif obj.dtype.kind in "OSU":
                 raw = np.asarray(obj[()], dtype=object)
                 arrays[key] = np.array([v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v)
@@ -255,8 +282,8 @@ def _load_mat5(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     return arrays, {}
 
 
-def _numeric(arrays: dict[str, np.ndarray], key: str, where: str) -> np.ndarray:
-    arr = np.asarray(arrays[key])
+def _numeric(arrays: dict[str, Any], key: str, where: str) -> np.ndarray | LazyNeural:
+    arr = arrays[key] if is_lazy(arrays[key]) else np.asarray(arrays[key])
     if arr.dtype.kind not in "fiub":
         raise FormatError(f"{key} in {where} must hold numbers, got dtype {arr.dtype}. "
                           "Re-export the file with numeric arrays.")
@@ -265,7 +292,7 @@ def _numeric(arrays: dict[str, np.ndarray], key: str, where: str) -> np.ndarray:
 
 def read_flinker_hdf5(path: str | os.PathLike, *, neural_sfreq_hz: float | None = None,
                       audio_sfreq_hz: float | None = None, participant_id: str | None = None,
-                      nonfinite: str = "raise") -> Recording:
+                      nonfinite: str = "raise", lazy: bool | None = None) -> Recording:
     """Read a Flinker-lab HDF5 (.h5/.hdf5) or MATLAB (.mat v7.3 or v5) file.
 
     Parameters
@@ -277,6 +304,9 @@ def read_flinker_hdf5(path: str | os.PathLike, *, neural_sfreq_hz: float | None 
         Default: the file's attribute, else the file name without extension (e.g. "HB02").
     nonfinite : {"raise", "mark_bad", "interpolate"}
         What to do with NaN/Inf neural samples (see `neurovox.io.checks`).
+    lazy : bool, optional
+        Leave the neural array on disk as a `LazyNeural` (True), load it (False), or decide from its
+        size (None: lazy above `neurovox.utils.memory.in_memory_limit_bytes()`). HDF5 files only.
 
     Returns
     -------
@@ -298,7 +328,7 @@ def read_flinker_hdf5(path: str | os.PathLike, *, neural_sfreq_hz: float | None 
                           "MATLAB v7.3 .mat. Check the file type, or convert it.")
     try:
         if kind == "hdf5":
-            arrays, attrs, is_matlab = _load_hdf5(path)
+            arrays, attrs, is_matlab = _load_hdf5(path, lazy)
         else:
             (arrays, attrs), is_matlab = _load_mat5(path), False
         return _from_arrays(arrays, attrs, path, is_matlab=is_matlab, neural_sfreq_hz=neural_sfreq_hz,
@@ -330,7 +360,7 @@ def _from_arrays(arrays: dict[str, np.ndarray], attrs: dict[str, Any], path: Pat
                           f"{audio_sfreq} Hz; pass neural_sfreq_hz= / audio_sfreq_hz= to override.")
     ratio = audio_sfreq / sfreq
 
-    neural = _numeric(arrays, NEURAL_KEY, where)
+    neural = _numeric(arrays, NEURAL_KEY, where)   # an ndarray, or a LazyNeural (float, 2-D)
     if neural.ndim != 2:
         raise FormatError(f"{NEURAL_KEY} in {where} must be 2-D (n_frames, n_channels), got shape {neural.shape}.")
     wave = _numeric(arrays, AUDIO_KEY, where)
@@ -358,8 +388,11 @@ def _from_arrays(arrays: dict[str, np.ndarray], attrs: dict[str, Any], path: Pat
         scale = float(np.iinfo(audio.dtype).max) + 1.0
         audio = (audio.astype(np.float64) / scale).astype(np.float32)
         notes.append(f"{AUDIO_KEY} holds integers: scaled to [-1, 1] by 1/{scale:g}.")
-    if neural.dtype.kind in "iub":
+    if neural.dtype.kind in "iub":   # (a LazyNeural converts on every read)
         neural = neural.astype(np.float32)
+    if is_lazy(neural):
+        notes.append(f"{NEURAL_KEY} ({neural.shape[0]} x {neural.shape[1]}, {neural.nbytes / 2 ** 20:.0f} MiB) left on "
+                     "disk: read in chunks (neurovox.io.LazyNeural).")
     n_frames, n_channels = neural.shape
 
     # ---- channels

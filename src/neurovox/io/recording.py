@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from neurovox.errors import DataError
+from neurovox.io.lazy import LazyNeural, is_lazy
 from neurovox.utils.check import check_finite, check_option
 
 NeuralKind = Literal["raw", "high_gamma"]
@@ -74,9 +75,11 @@ class Recording:
 
     Parameters
     ----------
-    neural : ndarray, shape (n_samples, n_channels), float32
+    neural : ndarray or LazyNeural, shape (n_samples, n_channels), float32
         Neural samples: raw voltage in volts (`neural_kind="raw"`) or a high-gamma envelope
-        (`neural_kind="high_gamma"`, arbitrary units or z-scores).
+        (`neural_kind="high_gamma"`, arbitrary units or z-scores). Readers leave a neural array
+        larger than `neurovox.utils.memory.in_memory_limit_bytes()` on disk as a `LazyNeural`
+        (read by rows; preprocessing streams it in chunks).
     neural_sfreq_hz : float
         Neural sampling rate (raw: e.g. 1024 Hz; high gamma: the frame rate, e.g. 125 Hz).
     neural_kind : {"raw", "high_gamma"}
@@ -93,7 +96,7 @@ class Recording:
         Format-specific arrays kept for round trips (e.g. Flinker formant/pitch tracks).
     """
 
-    neural: np.ndarray
+    neural: np.ndarray | LazyNeural
     neural_sfreq_hz: float
     neural_kind: str
     audio: np.ndarray
@@ -105,7 +108,8 @@ class Recording:
     neural_unit: str = "a.u."
 
     def __post_init__(self) -> None:
-        self.neural = np.asarray(self.neural)
+        if not is_lazy(self.neural):
+            self.neural = np.asarray(self.neural)
         self.audio = np.asarray(self.audio)
         self.neural_sfreq_hz = float(self.neural_sfreq_hz)
         self.audio_sfreq_hz = float(self.audio_sfreq_hz)
@@ -125,10 +129,13 @@ class Recording:
                 f"neural data in {where} has more channels than samples (shape {self.neural.shape}); "
                 "it is probably transposed. Pass it as (n_samples, n_channels)."
             )
-        if not np.issubdtype(self.neural.dtype, np.floating):
-            self.neural = self.neural.astype(np.float32)
-        check_finite("neural data", self.neural, where=where,
-                     hint="Interpolate or mark those channels bad (neurovox.io.mark_nonfinite_bad) before use.")
+        hint = "Interpolate or mark those channels bad (neurovox.io.mark_nonfinite_bad) before use."
+        if is_lazy(self.neural):   # float by construction; scanned once (readers have done it already)
+            self.neural.check_finite("neural data", where=where, hint=hint)
+        else:
+            if not np.issubdtype(self.neural.dtype, np.floating):
+                self.neural = self.neural.astype(np.float32)
+            check_finite("neural data", self.neural, where=where, hint=hint)
         if self.audio.ndim == 2 and 1 in self.audio.shape:
             self.audio = self.audio.reshape(-1)
         if self.audio.ndim != 1:

@@ -16,6 +16,9 @@ iEEG sample (empty between words). The sidecars are optional when reading: chann
 come from the NWB electrodes table (column `location`, as in the dataset), trials from runs of
 equal non-empty `Stimulus` strings, and bad channels are taken from channels.tsv `status`.
 Columns and keys marked (+) are neurovox's own, for exact round trips.
+
+An iEEG array larger than `neurovox.utils.memory.in_memory_limit_bytes()` (or any, with
+``lazy=True``) stays on disk as a `LazyNeural`; writing one copies it by blocks of rows.
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ import pandas as pd
 from neurovox.errors import DataError, FormatError, NeurovoxError
 from neurovox.io._common import decode_strings, describe_hdf5_error, file_kind, trim_to_common_span
 from neurovox.io.checks import check_channels, check_grid_positions, trial_notices
+from neurovox.io.lazy import Hdf5Source, LazyNeural, is_lazy, processing_dtype
 from neurovox.io.recording import CHANNEL_TYPES, Recording, RecordingMeta, make_channel_table, make_trial_table
 from neurovox.utils.files import atomic_path, write_json_atomic, write_text_atomic
+from neurovox.utils.memory import chunk_bytes, in_memory_limit_bytes
 
 TASK = "wordProduction"
 MAX_TRIM_S = 0.5   # audio and iEEG lengths differing by up to this much are trimmed to the common span
@@ -153,7 +158,7 @@ def _write_nwb(rec: Recording, path: Path, sub: str, on: np.ndarray, off: np.nda
         nwb.add_electrode(x=float(r["x"]), y=float(r["y"]), z=float(r["z"]), location=str(r["name"]),
                           group=groups[str(r["group"]) or "ieeg"])
     region = nwb.create_electrode_table_region(list(range(len(ch))), "all channels")
-    nwb.add_acquisition(ElectricalSeries(name="iEEG", data=rec.neural, electrodes=region, rate=sfreq,
+    nwb.add_acquisition(ElectricalSeries(name="iEEG", data=_nwb_data(rec.neural), electrodes=region, rate=sfreq,
                                          starting_time=0.0, description=rec.neural_kind))
     nwb.add_acquisition(TimeSeries(name="Audio", data=rec.audio, unit="a.u.", rate=rec.audio_sfreq_hz,
                                    starting_time=0.0))
@@ -163,6 +168,28 @@ def _write_nwb(rec: Recording, path: Path, sub: str, on: np.ndarray, off: np.nda
     nwb.add_acquisition(TimeSeries(name="Stimulus", data=stim.tolist(), unit="n/a", rate=sfreq, starting_time=0.0))
     with NWBHDF5IO(str(path), "w") as io:
         io.write(nwb)
+
+
+def _nwb_data(neural: np.ndarray | LazyNeural) -> Any:
+    """The iEEG data for pynwb: the array itself, or for a LazyNeural an iterator over blocks of rows."""
+    if not is_lazy(neural):
+        return neural
+    from hdmf.data_utils import GenericDataChunkIterator
+
+    class _Rows(GenericDataChunkIterator):
+        def _get_data(self, selection: tuple) -> np.ndarray:
+            rows, cols = selection
+            return neural.read(rows.start or 0, rows.stop)[:, cols]
+
+        def _get_maxshape(self) -> tuple:
+            return neural.shape
+
+        def _get_dtype(self) -> np.dtype:
+            return neural.dtype
+
+    rows = neural.rows_for_bytes(chunk_bytes(), neural.dtype.itemsize)
+    return _Rows(buffer_shape=(min(rows, neural.shape[0]), neural.shape[1]),
+                 chunk_shape=(min(rows, neural.shape[0], 1 << 16), neural.shape[1]), display_progress=False)
 
 
 # ------------------------------------------------------------------------------------ locating
@@ -197,7 +224,8 @@ def find_swpd_nwb(path: str | os.PathLike, subject: str | None = None) -> Path:
 
 
 # ------------------------------------------------------------------------------------ reading
-def read_swpd(path: str | os.PathLike, subject: str | None = None, *, nonfinite: str = "raise") -> Recording:
+def read_swpd(path: str | os.PathLike, subject: str | None = None, *, nonfinite: str = "raise",
+              lazy: bool | None = None) -> Recording:
     """Read a SingleWordProductionDutch-layout recording.
 
     Parameters
@@ -209,6 +237,9 @@ def read_swpd(path: str | os.PathLike, subject: str | None = None, *, nonfinite:
         BIDS subject label ("01" or "sub-01").
     nonfinite : {"raise", "mark_bad", "interpolate"}
         What to do with NaN/Inf neural samples (see `neurovox.io.checks`).
+    lazy : bool, optional
+        Leave the iEEG array on disk as a `LazyNeural` (True), load it (False), or decide from its
+        size (None: lazy above `neurovox.utils.memory.in_memory_limit_bytes()`).
 
     Returns
     -------
@@ -221,14 +252,23 @@ def read_swpd(path: str | os.PathLike, subject: str | None = None, *, nonfinite:
         raise FormatError(f"{where} is not HDF5 (an NWB file is HDF5): "
                           f"{'it is empty' if kind == 'empty' else 'no HDF5 signature'}. Copy the file again.")
     try:
-        return _read(nwb_path, nonfinite)
+        return _read(nwb_path, nonfinite, lazy)
     except NeurovoxError:
         raise
     except Exception as exc:   # pynwb/h5py fail in many ways on corrupted files: one message for all
         raise FormatError(describe_hdf5_error(exc, where, "an NWB file")) from exc
 
 
-def _read(nwb_path: Path, nonfinite: str) -> Recording:
+def _keep_on_disk(data: Any, lazy: bool | None) -> bool:
+    """Whether to leave the iEEG dataset `data` (an h5py.Dataset) on disk."""
+    if lazy is False or not hasattr(data, "id") or data.ndim != 2 or data.dtype.kind not in "fiu":
+        return False
+    if lazy:
+        return True
+    return data.size * processing_dtype(data.dtype).itemsize > in_memory_limit_bytes()
+
+
+def _read(nwb_path: Path, nonfinite: str, lazy: bool | None = None) -> Recording:
     from pynwb import NWBHDF5IO
 
     where = str(nwb_path)
@@ -242,7 +282,10 @@ def _read(nwb_path: Path, nonfinite: str) -> Recording:
             raise FormatError(f"{where} lacks acquisition {missing} (found: {sorted(acq)}); an SWPD file holds "
                               "'iEEG', 'Audio' and 'Stimulus'.")
         series = acq["iEEG"]
-        neural = np.asarray(series.data[:])
+        if _keep_on_disk(series.data, lazy):
+            neural = LazyNeural(Hdf5Source(where, series.data.name))
+        else:
+            neural = np.asarray(series.data[:])
         sfreq = _rate(series, "iEEG", where)
         audio_series = acq["Audio"]
         audio = np.asarray(audio_series.data[:])
@@ -260,6 +303,9 @@ def _read(nwb_path: Path, nonfinite: str) -> Recording:
         raise FormatError(f"iEEG in {where} must be 2-D (n_samples, n_channels), got shape {neural.shape}.")
     if neural.dtype.kind not in "fiu":
         raise FormatError(f"iEEG in {where} must hold numbers, got dtype {neural.dtype}.")
+    if is_lazy(neural):
+        notes.append(f"iEEG ({neural.shape[0]} x {neural.shape[1]}, {neural.nbytes / 2 ** 20:.0f} MiB) left on disk: "
+                     "read in chunks (neurovox.io.LazyNeural).")
     if audio.ndim == 2 and 1 not in audio.shape:
         audio = audio.mean(axis=1)
         notes.append("Audio is multichannel: mixed down to mono.")

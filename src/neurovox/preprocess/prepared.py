@@ -8,6 +8,10 @@ the source file's content (`rec.meta.source_path`; the in-memory arrays when the
 the channel and trial tables, the participant's sex, the config and `CACHE_VERSION`. Writes are
 atomic (a temporary directory renamed into place), so an interrupted run leaves no partial entry.
 Default cache dir: `$NEUROVOX_CACHE`, else `~/.cache/neurovox`.
+
+A raw recording larger than memory (its array left on disk by the reader, `neurovox.io.LazyNeural`)
+is hashed from its file in 1 MiB blocks and turned into high gamma chunk by chunk
+(`extract_high_gamma`); what is cached, the 125 Hz frames and the speech features, is held whole.
 """
 
 from __future__ import annotations
@@ -25,12 +29,14 @@ import pandas as pd
 from neurovox import dsp
 from neurovox.config import to_dict
 from neurovox.errors import DataError
+from neurovox.io.lazy import is_lazy
 from neurovox.io.recording import Recording, RecordingMeta
 from neurovox.preprocess.config import PrepareConfig
-from neurovox.preprocess.highgamma import extract_high_gamma, resample_audio
+from neurovox.preprocess.highgamma import audio_resample_note, extract_high_gamma, resample_audio
 from neurovox.preprocess.speech import compute_speech_features, noise_spectrum, trial_frames
 from neurovox.utils.check import validate_type
 from neurovox.utils.files import atomic_path, sha256_file
+from neurovox.utils.memory import chunk_bytes
 
 CACHE_VERSION = "prepared-v1"
 FRAME_RATE_HZ = dsp.FRAME_RATE_HZ
@@ -91,9 +97,12 @@ def recording_sha256(rec: Recording) -> str:
         return sha256_file(path)
     h = hashlib.sha256()
     for arr in (rec.neural, rec.audio):
-        a = np.ascontiguousarray(arr)
-        h.update(str((a.dtype, a.shape)).encode())
-        h.update(a.tobytes())
+        h.update(str((arr.dtype, arr.shape)).encode())
+        if is_lazy(arr):   # on disk: hash it by blocks of rows
+            for _, rows in arr.iter_rows(arr.rows_for_bytes(chunk_bytes(), arr.dtype.itemsize)):
+                h.update(rows.tobytes())
+        else:
+            h.update(np.ascontiguousarray(arr).tobytes())
     h.update(f"{rec.neural_sfreq_hz}|{rec.audio_sfreq_hz}|{rec.neural_kind}".encode())
     return h.hexdigest()
 
@@ -110,10 +119,11 @@ def cache_key(rec: Recording, cfg: PrepareConfig, source_sha256: str) -> str:
     return h.hexdigest()[:32]
 
 
-def _neural_frames(rec: Recording, cfg: PrepareConfig) -> tuple[np.ndarray, np.ndarray, pd.DataFrame, list[str]]:
+def _neural_frames(rec: Recording, cfg: PrepareConfig,
+                   chunk_mb: float | None = None) -> tuple[np.ndarray, np.ndarray, pd.DataFrame, list[str]]:
     """High gamma at 125 Hz, 16 kHz audio, channel table, notes."""
     if rec.neural_kind == "raw":
-        hg = extract_high_gamma(rec, cfg.high_gamma_config())
+        hg = extract_high_gamma(rec, cfg.high_gamma_config(), chunk_mb=chunk_mb)
         return hg.neural, hg.audio, hg.channels, hg.meta.notes[len(rec.meta.notes):]
     notes = []
     neural = np.asarray(rec.neural, dtype=np.float32)
@@ -126,11 +136,13 @@ def _neural_frames(rec: Recording, cfg: PrepareConfig) -> tuple[np.ndarray, np.n
         neural = ss.resample_poly(neural.astype(np.float64), r.numerator, r.denominator, axis=0).astype(np.float32)
         notes.append(f"high gamma resampled from {rec.neural_sfreq_hz:g} Hz to {FRAME_RATE_HZ:g} Hz (resample_poly)")
     audio = resample_audio(rec.audio, rec.audio_sfreq_hz)
+    if rec.audio_sfreq_hz != dsp.SAMPLE_RATE_HZ:
+        notes.append(audio_resample_note(rec.audio_sfreq_hz))
     return neural, audio, rec.channels.copy(), notes
 
 
-def _compute(rec: Recording, cfg: PrepareConfig, source_sha256: str) -> Prepared:
-    neural, audio, channels, notes = _neural_frames(rec, cfg)
+def _compute(rec: Recording, cfg: PrepareConfig, source_sha256: str, chunk_mb: float | None = None) -> Prepared:
+    neural, audio, channels, notes = _neural_frames(rec, cfg, chunk_mb)
     n_frames = min(neural.shape[0], len(audio) // dsp.HOP_SAMPLES)
     if n_frames < 2:
         raise DataError(f"{rec.meta.source_path or 'recording'} yields only {n_frames} frames at 125 Hz; nothing to prepare.")
@@ -190,7 +202,7 @@ def load_prepared(directory: str | os.PathLike) -> Prepared:
 
 
 def prepare(rec: Recording, cfg: PrepareConfig | None = None, cache_dir: str | os.PathLike | None = None,
-            *, use_cache: bool = True) -> Prepared:
+            *, use_cache: bool = True, chunk_mb: float | None = None) -> Prepared:
     """High gamma at 125 Hz plus aligned speech features and trial frames, cached on disk.
 
     Parameters
@@ -202,6 +214,9 @@ def prepare(rec: Recording, cfg: PrepareConfig | None = None, cache_dir: str | o
         Cache root (default: `default_cache_dir()`).
     use_cache : bool
         False computes without reading or writing the cache.
+    chunk_mb : float, optional
+        Working memory of one chunk (MiB) when the raw array is on disk (`neurovox.io.LazyNeural`,
+        streamed in chunks: see `extract_high_gamma`); default `NEUROVOX_CHUNK_MB`, else automatic.
 
     Returns
     -------
@@ -212,7 +227,7 @@ def prepare(rec: Recording, cfg: PrepareConfig | None = None, cache_dir: str | o
     validate_type(cfg, PrepareConfig, "cfg")
     sha = recording_sha256(rec)
     if not use_cache:
-        return _compute(rec, cfg, sha)
+        return _compute(rec, cfg, sha, chunk_mb)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     entry = root / f"prepared-{cache_key(rec, cfg, sha)}"
     if (entry / "tables.json").is_file() and (entry / "arrays.npz").is_file():
@@ -220,6 +235,6 @@ def prepare(rec: Recording, cfg: PrepareConfig | None = None, cache_dir: str | o
             return load_prepared(entry)
         except (OSError, ValueError, KeyError, json.JSONDecodeError):
             pass  # unreadable entry: recompute and overwrite
-    prep = _compute(rec, cfg, sha)
+    prep = _compute(rec, cfg, sha, chunk_mb)
     save_prepared(prep, entry)
     return prep

@@ -13,6 +13,7 @@ state (causal).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -103,20 +104,28 @@ def make_reference(channels: pd.DataFrame, ecog_reference: str = "car",
                      n_in=len(channels))
 
 
-def detect_line_noise_hz(x: np.ndarray, sfreq_hz: float, max_s: float = 60.0) -> tuple[float, float]:
+def detect_line_noise_hz(x: np.ndarray | None, sfreq_hz: float, max_s: float = 60.0, *,
+                         psd_blocks: Iterable[np.ndarray] | None = None) -> tuple[float, float]:
     """Mains frequency (50 or 60 Hz) from the spectrum, or 0.0 if neither peak stands out.
 
     Parameters
     ----------
     x : ndarray, shape (n_samples, n_channels)
         Re-referenced signal (good channels).
+    psd_blocks : iterable of ndarray, shape (n_samples, n_block_channels), optional
+        The channels in blocks instead of `x` (the median spectrum over channels is the same), so a
+        long span of many channels need not be in memory at once.
     Returns
     -------
     line_hz, peak_db : the detected frequency (0.0 = none) and its peak height over the neighbourhood.
     """
-    n = min(x.shape[0], int(max_s * sfreq_hz))
-    nperseg = int(min(n, round(sfreq_hz)))  # ~1 Hz resolution
-    freqs, pxx = ss.welch(x[:n], fs=sfreq_hz, nperseg=nperseg, axis=0)
+    spectra = []
+    for xb in ([x] if psd_blocks is None else psd_blocks):
+        n = min(xb.shape[0], int(max_s * sfreq_hz))
+        nperseg = int(min(n, round(sfreq_hz)))  # ~1 Hz resolution
+        freqs, pxx = ss.welch(xb[:n], fs=sfreq_hz, nperseg=nperseg, axis=0)
+        spectra.append(pxx)
+    pxx = spectra[0] if len(spectra) == 1 else np.concatenate(spectra, axis=1)
     p = np.median(pxx, axis=1) if pxx.ndim == 2 else pxx
     df = freqs[1] - freqs[0]
     scores = {}

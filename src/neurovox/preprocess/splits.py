@@ -123,16 +123,20 @@ def make_split(prepared, scheme: str = "flinker", fold: int = 0, n_folds: int = 
         check_range("n_folds", n_folds, 2, None)
         if not 0 <= fold < n_folds:
             raise ConfigError(f"fold must be in 0..{n_folds - 1} for scheme {scheme!r} with n_folds={n_folds}, got {fold}.")
+    where = getattr(getattr(prepared, "meta", None), "source_path", "") or "the recording"
     if scheme == "flinker":
+        counts = trials["task"].astype(str).value_counts(sort=False).to_dict()
+        short = {task: n for task, n in counts.items() if n < 2}
+        if short:   # such a task would get zero test trials (at most half of a task's trials are held out)
+            raise DataError(f"the flinker split holds out the last {n_test_per_task} trials of each task (at most "
+                            f"half), so every task needs at least 2 trials, but in {where} task(s) {short} have fewer "
+                            f"(trials per task: {counts}). Use split.scheme=kfold, or drop those trials.")
         test = []
         for task in dict.fromkeys(trials["task"].astype(str)):
             rows = order[trials["task"].astype(str).to_numpy()[order] == task]
             k = min(n_test_per_task, len(rows) // 2)
             test.extend(rows[len(rows) - k:])
         test = np.sort(np.asarray(test, dtype=np.int64))
-        if len(test) == 0:
-            raise DataError(f"the flinker split needs at least 2 trials per task; tasks have "
-                            f"{trials['task'].value_counts().to_dict()}.")
         test_mask = trial_extent_mask(trials, test, n_frames, **geom)
     elif scheme == "kfold":
         if n_trials < n_folds:
@@ -148,6 +152,9 @@ def make_split(prepared, scheme: str = "flinker", fold: int = 0, n_folds: int = 
         test_mask[bounds[fold]: bounds[fold + 1]] = True
         on = trials["onset_frame"].to_numpy(np.int64)
         test = np.flatnonzero(test_mask[on]).astype(np.int64)
+    if not test_mask.any():
+        raise DataError(f"fold {fold} of the {scheme!r} split of {where} has no test trials or frames ({n_trials} "
+                        f"trials, {n_frames} frames, n_folds={n_folds}); use fewer folds or another scheme.")
     # training candidates: trials whose extent does not touch a test frame
     rest = np.setdiff1d(np.arange(n_trials), test)
     free = np.array([not (trial_extent_mask(trials, [r], n_frames, **geom) & test_mask).any() for r in rest], dtype=bool)
