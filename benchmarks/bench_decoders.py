@@ -1,89 +1,107 @@
-"""Decoder benchmarks: training throughput, inference time and streaming latency.
+"""Decoder benchmarks: training throughput and peak memory, inference time and streaming latency.
 
-- training: windows/s of one optimisation step (decoder forward + frozen synthesizer + spectral loss +
-  backward + AdamW) at the reference window size (16 lead + 128 target frames x 64 channels), per model,
-  causal and not; the decoder-only share (no synthesizer) is reported alongside.
-- inference: ms per window of the decoder alone (eval mode, batch 16).
-- streaming: per-frame latency (median, p99) of the causal LSTM and causal ResNet fed one 8 ms frame
-  at a time on 1 CPU thread, and the max |streamed - whole-window| output difference.
+- training (item 3): per deep model (ResNet3D, Swin3D, LSTM, and GRU at full size; causal and not),
+  at the reference window size (16 lead + 128 target frames x 64 channels, default model sizes), in a
+  fresh process per model (`_worker.py`): windows/s of one optimisation step of the decoder
+  alone (the reference phase of the curriculum) and through the frozen synthesizer + spectral loss
+  (the spectral phase), and the peak resident memory of each (peak RSS from /proc/self/status with
+  the high-water mark reset before the steps, minus the RSS before the first step: torch's CPU
+  allocator is invisible to tracemalloc). The linear baseline: windows/s of its fit (stacking +
+  PCA + least squares, numpy/scikit-learn, so tracemalloc does see its memory and is used).
+- inference: ms per window of the decoder alone (eval mode, batch 4 small / 16 full).
+- streaming (item 4): per-frame latency (median, p99) of the causal LSTM and causal ResNet fed one
+  8 ms frame at a time on 1 CPU thread, and the max |streamed - whole-window| output difference.
 
-Sizes: "small" (1 timed step, batch 2, 150 streamed frames) and "full" (5 repeats, batch 16, 1000 frames,
-plus the decoder-only training throughput). Peak memory is not measured on CPU (torch's CPU allocator
-has no peak counter); the synthesizer dominates the training step.
+Sizes: "small" (batch 2, 2 timed steps through the synthesizer and 5 without, each after a warm-up
+step, 150 streamed frames, no GRU; about 110 s of CPU) and "full" (batch 16, 5 and 7 timed steps,
+1000 streamed frames, GRU included; about 10 min).
 """
 
 from __future__ import annotations
 
+import statistics
+import sys
 import time
+import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from neurovox.decoders import StreamingDecoder, build_decoder, rectangular_layout
-from neurovox.decoders.losses import spectral_loss
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _worker import run_case  # noqa: E402
 
 N_LEAD, N_TARGET, N_CHANNELS = 16, 128, 64
-MODELS = ("resnet", "swin", "lstm", "gru")
+SIZES = {
+    "small": {"models": ("resnet", "swin", "lstm"), "batch": 2, "repeats": 2, "repeats_fast": 5, "n_stream": 150,
+              "n_inference": 4, "n_linear_windows": 90},
+    "full": {"models": ("resnet", "swin", "lstm", "gru"), "batch": 16, "repeats": 5, "repeats_fast": 7,
+             "n_stream": 1000, "n_inference": 16, "n_linear_windows": 900},
+}
 
 
 def _row(case: str, metric: str, value: float, unit: str, note: str = "") -> dict:
     return {"benchmark": "decoders", "case": case, "metric": metric, "value": float(value), "unit": unit, "note": note}
 
 
-def _train_step_s(model, synth, batch: int, repeats: int, with_synth: bool, gen: torch.Generator) -> float:
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x = torch.randn(batch, N_LEAD + N_TARGET, N_CHANNELS, generator=gen)
-    audio = 0.01 * torch.randn(batch, N_TARGET * 128, generator=gen)
-    times = []
-    for i in range(repeats + 1):
-        t0 = time.perf_counter()
-        raw = model(x, N_TARGET)
-        if with_synth:
-            loss = spectral_loss(synth(raw).wave, audio, (512,))["spec_lin"]
-        else:
-            loss = raw.square().mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if i:  # first step is warm-up
+def _training_rows(s: dict) -> list[dict]:
+    rows = []
+    batch = s["batch"]
+    for name in s["models"]:
+        for causal in (False, True):
+            case = f"{name}{'-causal' if causal else ''}"
+            r = run_case({"model": name, "causal": causal, "n_channels": N_CHANNELS, "grid": [8, 8], "batch": batch,
+                          "repeats": s["repeats"], "repeats_decoder_only": s["repeats_fast"], "synth": True,
+                          "n_inference": s["n_inference"]})
+            note = (f"batch {batch}, {N_LEAD}+{N_TARGET} frames x {N_CHANNELS} ch, {r['threads']} threads, "
+                    f"{r['n_params']} params")
+            mem_note = "peak RSS - RSS before the steps, fresh process" + ("" if r["hwm_reset"] else " (getrusage)")
+            rows += [
+                _row(case, "train windows/s, decoder only", batch / r["decoder_only_step_s"], "windows/s",
+                     note + f", median of {s['repeats_fast']}; reference phase; {r['decoder_only_cpu_s']:.2f} CPU s/step"),
+                _row(case, "train windows/s, with synth", batch / r["synth_step_s"], "windows/s",
+                     note + f", median of {s['repeats']}; synth + spectral loss; {r['synth_cpu_s']:.2f} CPU s/step"),
+                _row(case, "train peak memory, decoder only", r["decoder_only_growth_mib"], "MiB", mem_note),
+                _row(case, "train peak memory, with synth", r["synth_growth_mib"], "MiB",
+                     mem_note + f"; process peak {r['synth_peak_rss_mib']:.0f} MiB"),
+                _row(case, "inference per window", r["inference_ms_per_window"], "ms",
+                     f"batch {s['n_inference']}, median of {s['repeats_fast']}"),
+            ]
+    return rows
+
+
+def _linear_rows(s: dict) -> list[dict]:
+    from neurovox.decoders import LinearBaseline
+
+    n = s["n_linear_windows"]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, N_LEAD + N_TARGET, N_CHANNELS), dtype=np.float32)
+    y = rng.standard_normal((n, N_TARGET, 80), dtype=np.float32)
+    rows = []
+    for causal in (False, True):
+        times, peaks = [], []
+        for _ in range(2):
+            tracemalloc.start()
+            t0 = time.perf_counter()
+            LinearBaseline(causal).fit(x, y)
             times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+            peaks.append(tracemalloc.get_traced_memory()[1] / 2**20)
+            tracemalloc.stop()
+        case = f"linear{'-causal' if causal else ''}"
+        note = f"fit on {n} windows ({N_LEAD}+{N_TARGET} frames x {N_CHANNELS} ch), 9 lags, PCA 50; median of 2"
+        rows += [_row(case, "train windows/s (fit)", n / statistics.median(times), "windows/s", note),
+                 _row(case, "train peak memory (fit)", max(peaks), "MiB", "tracemalloc peak (numpy + scikit-learn)")]
+    return rows
 
 
-def run(size: str = "small") -> list[dict]:
-    from neurovox.synth import N_RAW, FormantSynth
+def _streaming_rows(n_stream: int) -> list[dict]:
+    from neurovox.decoders import StreamingDecoder, build_decoder, rectangular_layout
+    from neurovox.synth import N_RAW
 
-    full = size == "full"
-    repeats, batch, n_stream = (5, 16, 1000) if full else (1, 2, 150)
-    n_inf = 16 if full else 4
     gen = torch.Generator().manual_seed(0)
     layout = rectangular_layout(8, 8)
-    synth = FormantSynth()
-    for p in synth.parameters():
-        p.requires_grad_(False)
     rows = []
     threads = torch.get_num_threads()
-    for name in MODELS:
-        for causal in (False, True):
-            torch.manual_seed(0)
-            model = build_decoder(name, n_channels=N_CHANNELS, n_out=N_RAW, causal=causal, layout=layout).train()
-            case = f"{name}{'-causal' if causal else ''}"
-            step = _train_step_s(model, synth, batch, repeats, True, gen)
-            note = f"batch {batch}, {N_LEAD}+{N_TARGET} frames x {N_CHANNELS} ch, {threads} threads, {model.n_params} params"
-            rows.append(_row(case, "train_windows_per_s", batch / step, "windows/s", note + ", with synth + loss"))
-            if full:
-                dec_only = _train_step_s(model, synth, batch, repeats, False, gen)
-                rows.append(_row(case, "train_windows_per_s_decoder_only", batch / dec_only, "windows/s", note))
-            model.eval()
-            x = torch.randn(n_inf, N_LEAD + N_TARGET, N_CHANNELS, generator=gen)
-            with torch.no_grad():
-                model(x, N_TARGET)
-                ts = []
-                for _ in range(repeats):
-                    t0 = time.perf_counter()
-                    model(x, N_TARGET)
-                    ts.append(time.perf_counter() - t0)
-            rows.append(_row(case, "inference_ms_per_window", 1e3 * float(np.median(ts)) / n_inf, "ms", f"batch {n_inf}"))
     torch.set_num_threads(1)
     try:
         for name in ("lstm", "resnet"):
@@ -105,15 +123,20 @@ def run(size: str = "small") -> list[dict]:
             diff = float((torch.stack(outs) - whole).abs().max())
             ms = np.asarray(lat) * 1e3
             case = f"{name}-causal-stream"
-            rows.append(_row(case, "frame_latency_median", np.median(ms), "ms", f"1 thread, {n_stream} frames of 8 ms"))
-            rows.append(_row(case, "frame_latency_p99", np.percentile(ms, 99), "ms", "1 thread; budget 8 ms per frame"))
-            rows.append(_row(case, "stream_vs_window_max_abs_diff", diff, "raw units",
+            rows.append(_row(case, "frame latency median", np.median(ms), "ms", f"1 thread, {n_stream} frames of 8 ms"))
+            rows.append(_row(case, "frame latency p99", np.percentile(ms, 99), "ms", "1 thread; budget 8 ms per frame"))
+            rows.append(_row(case, "stream vs window max abs diff", diff, "raw units",
                              "0 = bit-exact; float32 summation order differs"))
     finally:
         torch.set_num_threads(threads)
     return rows
 
 
+def run(size: str = "small") -> list[dict]:
+    s = SIZES[size]
+    return _training_rows(s) + _linear_rows(s) + _streaming_rows(s["n_stream"])
+
+
 if __name__ == "__main__":
-    for r in run("small"):
+    for r in run(sys.argv[1] if len(sys.argv) > 1 else "small"):
         print(r)

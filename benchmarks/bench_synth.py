@@ -7,7 +7,7 @@ expensive) and "male" (115); encoder forward throughput (frames per second) for 
 second of compute; > 1 is faster than real time) and peak memory of the forward+backward
 (torch CPU allocator is not traced, so peak RSS growth is measured with tracemalloc off:
 `resource.getrusage` max RSS delta, an upper bound shared with earlier cases).
-Sizes: "small" 3 repeats, "full" 10 repeats.
+Sizes: "small" 2 repeats (after a warm-up), "full" 10 repeats.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 
 import torch
 
-REPEATS = {"small": 3, "full": 10}
+REPEATS = {"small": 2, "full": 10}
 
 
 def _median_time(fn, repeats: int) -> float:

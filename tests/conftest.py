@@ -51,3 +51,27 @@ def sim_raw():
 
     cfg = SimulateConfig(n_trials=20, layout="seeg", n_seeg_shafts=2, line_freq_hz=60.0)
     return simulate_participant(cfg, SIM_SEED, kind="raw")
+
+
+# --------------------------------------------------------------------------- trained speech model
+@pytest.fixture(scope="session")
+def speech_run_small(sim_hg_8x8, tmp_path_factory):
+    """Path of a speech autoencoder run (kind "speech") trained briefly on `sim_hg_8x8`'s audio: 60 steps
+    of a 0.4 M-parameter encoder, the settings of tests/test_encoder.py (held-out resynthesis PCC ~0.79).
+    Every simulated participant with seed 0 speaks with the same voice, so the decoder tests of all
+    layouts and SNRs train against this one frozen speech model (its reference parameters, its synth)."""
+    import lightning
+
+    from neurovox.config import load_config
+    from neurovox.encoder import SpeechRunConfig, train_speech_model
+    from neurovox.preprocess import prepare
+    from neurovox.runs import start_run
+
+    cfg = load_config(SpeechRunConfig, overrides=[
+        "speech.max_steps=60", "speech.batch_size=4", "speech.lr=0.003", "speech.warmup_steps=10",
+        "speech.checkpoint_every=40", "speech.n_examples=1", "encoder.hidden=128", "encoder.n_blocks=4"])
+    run = start_run(tmp_path_factory.mktemp("speech_small") / "run", kind="speech", config=cfg, seed=cfg.seed)
+    lightning.seed_everything(0, verbose=False)
+    train_speech_model(prepare(sim_hg_8x8[0], cfg.prepare, use_cache=False), cfg, run, progress=False)
+    run.mark_done()
+    return run.path

@@ -122,16 +122,18 @@ def test_train_speech_cli_rejects_unknown_key(tmp_path, capsys):
 
 
 def test_autoencoder_reaches_full_bars(sim_hg_8x8, tmp_path):
-    """Issue 4 bars: the default model at 400 steps (about 2.5 min on 2 idle cores) resynthesises held-out
-    trials at PCC >= 0.85, STOI >= 0.6 and a median pitch error <= 5 % against Praat. Measured with the
-    same settings through the CLI: PCC 0.863, STOI 0.677, pitch error 4.2 %."""
+    """Issue 4 bars: the default model at 700 steps (about 3.5 min on 2 idle cores) resynthesises held-out
+    trials at PCC >= 0.85, STOI >= 0.6 and a median pitch error <= 5 % against Praat. Measured (seed 0 /
+    seed 1): PCC 0.871 / 0.874, STOI 0.682 / 0.691, pitch error 3.98 % / 5.6 %; at 400 steps the pitch
+    error was 8.7-13.7 % over seeds 0-2. The pitch bar is at the edge of what 700 steps reach (seed 1
+    misses it); the fixed seed makes this test deterministic, not the bar comfortable."""
     import lightning
 
     from neurovox.config import load_config
     from neurovox.preprocess import prepare
     from neurovox.runs import start_run
 
-    cfg = load_config(SpeechRunConfig, overrides=["speech.max_steps=400", "speech.n_examples=0"])
+    cfg = load_config(SpeechRunConfig, overrides=["speech.max_steps=700", "speech.n_examples=0"])
     run = start_run(tmp_path / "run", kind="speech", config=cfg, seed=cfg.seed)
     lightning.seed_everything(0)
     m = train_speech_model(prepare(sim_hg_8x8[0], cfg.prepare, use_cache=False), cfg, run, progress=False)

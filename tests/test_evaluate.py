@@ -322,3 +322,46 @@ def test_evaluate_run_names_a_missing_decoder_loader(tmp_path, monkeypatch):
     monkeypatch.delattr(decoders, "load_trial_decoder")
     with pytest.raises(RunError, match="load_trial_decoder is not available"):
         load_decoder(run)
+
+
+def test_evaluate_uses_the_runs_window_sizes(speech_run_small, tmp_path):
+    """Runs trained with 64 target + 8 lead frames (not the default 128 + 16) are evaluated with their own
+    windows: the decoders get (n, 72, n_channels) windows, and metrics, chance, ceiling and WAVs cover
+    64 frames (linear baseline and a deep decoder; tiny 10-word participant, 2 test trials). A run config
+    without its window size is refused."""
+    import soundfile as sf
+
+    from neurovox.config import load_config
+    from neurovox.decoders.train import DecoderRunConfig, train_decoder
+    from neurovox.io import write_flinker_hdf5
+    from neurovox.simulate import SimulateConfig, simulate_participant
+
+    rec, _ = simulate_participant(SimulateConfig(n_trials=10), 0, kind="high_gamma")
+    data = write_flinker_hdf5(rec, tmp_path / "sim.h5")
+    cache = tmp_path / "cache"
+    base = ["prepare.praat=false", "split.scheme=kfold", "split.n_folds=5", "decoder.n_target_frames=64",
+            "decoder.n_lead_frames=8"]
+    deep = ["decoder.rnn_hidden=16", "decoder.rnn_layers=1", "decoder.max_epochs=2", "decoder.ref_only_steps=100000",
+            "decoder.train_crop_frames=8", "decoder.spec_ffts=[512]"]
+    for model, extra in (("linear", ["decoder.linear_passes=1"]), ("lstm", deep)):
+        torch.manual_seed(0)
+        cfg = load_config(DecoderRunConfig, None, base + [f"decoder.model={model}"] + extra)
+        run = train_decoder(data, tmp_path / model, cfg, speech_run=None if model == "linear" else speech_run_small,
+                            progress=False, cache_dir=cache)
+        out = tmp_path / f"eval_{model}"
+        res = evaluate_run(run, data, out, speech_run=speech_run_small, n_boot=50, cache_dir=cache)
+        assert res["n_trials"] == 2 and res["config"]["decoder"]["n_target_frames"] == 64, model
+        for part in (res["metrics"], res["chance"]["shuffled"], res["chance"]["circular_shift"], res["ceiling"]):
+            assert np.isfinite(part["pcc"]["mean"]) and np.isfinite(part["mcd_db"]["mean"]), model
+        for row in res["trials"]:
+            for name in ("decoded", "reference", "resynthesis"):
+                wave, rate = sf.read(out / row[f"wav_{name}"])
+                assert rate == 16000 and wave.shape == (64 * 128,), (model, name)
+        assert (out / "report.html").stat().st_size > 0
+    # A run whose config does not say its window size is refused, never decoded with the default 16 + 128.
+    from neurovox.decoders import load_trial_decoder
+
+    config = tmp_path / "linear" / "config.yaml"
+    config.write_text("\n".join(line for line in config.read_text().splitlines() if "n_lead_frames" not in line))
+    with pytest.raises(RunError, match="no decoder.n_lead_frames"):
+        load_trial_decoder(tmp_path / "linear")

@@ -101,3 +101,18 @@ def test_prior_training_refused_before_anything_is_written(tmp_path, capsys, mon
                      r"estimated peak .* at batch size 10000000 .* Reduce prior.batch_size, prior.n_frames or "
                      r"denoiser.channels", err), err
     assert not out.exists()                                # refused before the run directory was made
+
+
+def test_decoder_training_refused_before_anything_is_written(sim_hg_path, tmp_path, capsys, monkeypatch):
+    """A decoder batch that cannot fit stops before the run directory exists, naming the settings to change."""
+    monkeypatch.delenv(memory.ENV_NO_FIT_CHECK, raising=False)
+    out = tmp_path / "decoder"
+    code = main(["train", "decoder", "--data", str(sim_hg_path), "--model", "lstm", "--out", str(out),
+                 "--cache-dir", str(tmp_path / "cache"), "--set", "prepare.praat=false",
+                 "--set", "decoder.batch_size=100000000"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert re.search(r"lstm decoder training \([\d.]+ M parameters, windows of 16\+128 frames\) will not fit in "
+                     r"memory: estimated peak .* at batch size 100000000 .* Reduce decoder.batch_size, "
+                     r"decoder.n_target_frames or the decoder widths: a batch size of at most \d+ would fit", err), err
+    assert not out.exists()

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from neurovox.errors import RunError
 from neurovox.runs import RUN_FORMAT_VERSION, open_run, start_run
@@ -18,6 +19,7 @@ def test_start_records_config_seed_and_data_hash(tmp_path):
     assert meta["seed"] == 3 and meta["kind"] == "speech" and meta["format_version"] == RUN_FORMAT_VERSION
     assert meta["data_sha256"] == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert "torch" in meta["packages"]
+    assert meta["torch_threads"] == torch.get_num_threads()  # CPU results depend on it
     assert (run.path / "config.yaml").read_text().startswith("seed: 3")
 
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import signal
 import sys
+import threading
 
 from neurovox import __version__
 from neurovox.errors import NeurovoxError
@@ -67,23 +70,58 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM (a cluster's scheduler, `kill`): raised at once from the signal handler. A BaseException, so
+    that no `except Exception` on the way swallows it; every output is written atomically, and training
+    resumes from its last checkpoint when the command is rerun."""
+
+
+class Interrupted(BaseException):
+    """Ctrl+C (SIGINT), raised from our handler instead of KeyboardInterrupt: Lightning catches
+    KeyboardInterrupt itself and exits with status 1 (and leaves Ctrl+C ignored); this passes through it."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated() if signum == signal.SIGTERM else Interrupted()
+
+
+def _drop_lightning_adverts() -> None:
+    """Lightning prints a cloud-logging advert on every fit; our users read the stage lines instead."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: not str(record.getMessage()).startswith("💡"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _drop_lightning_adverts()
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # Lightning's own SIGTERM handling waits for the end of the batch and then exits with status 0, as if
+    # the command had succeeded; it also calls the handler found here, which stops the command now.
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signals need the main thread
+    previous = ({sig: signal.signal(sig, _raise_terminated) for sig in (signal.SIGTERM, signal.SIGINT)}
+                if in_main_thread else {})
     try:
         return int(args.func(args) or 0)
+    except Terminated:
+        print(f"\nneurovox {args.command}: terminated (SIGTERM). Rerun the same command to resume from the last "
+              "checkpoint.", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except NeurovoxError as exc:
         print(f"neurovox {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
         print(f"neurovox {args.command}: error: {exc.strerror or exc}: {exc.filename}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"\nneurovox {args.command}: interrupted; rerun the same command to resume.", file=sys.stderr)
-        return 130
+    except (Interrupted, KeyboardInterrupt):
+        print(f"\nneurovox {args.command}: interrupted (Ctrl+C). Rerun the same command to resume from the last "
+              "checkpoint.", file=sys.stderr)
+        return 128 + signal.SIGINT
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 Layout of a run directory (all written atomically):
 
     RUN/config.yaml        resolved config, exactly what ran (see neurovox.config)
-    RUN/run.json           kind, seed, data path + SHA-256, neurovox version, git hash, package versions
+    RUN/run.json           kind, seed, data path + SHA-256, neurovox version, git hash, package versions,
+                           torch threads (CPU results are bit-for-bit repeatable with the same versions
+                           and thread count; another thread count changes the last bits of reductions)
     RUN/checkpoints/       last.ckpt (+ best.ckpt) for resume
     RUN/logs/              TensorBoard event files
     RUN/DONE               written last: a run without it is unfinished and may be resumed
@@ -49,6 +51,12 @@ def git_hash() -> str:
         return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def _torch_threads() -> int:
+    import torch  # imported here: opening runs does not need torch
+
+    return torch.get_num_threads()
 
 
 def package_versions() -> dict[str, str]:
@@ -135,6 +143,7 @@ def start_run(out: str | Path, *, kind: str, config: Any, seed: int,
         "created": _now(),
         "command": " ".join(sys.argv),
         "packages": package_versions(),
+        "torch_threads": _torch_threads(),
     }
     if data_path is not None:
         meta["data_path"] = str(Path(data_path).resolve())

@@ -17,7 +17,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("demo", help="simulate a participant, train, decode, evaluate and write the report",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="demo_out", metavar="DIR", help="output directory (default: demo_out)")
-    p.add_argument("--quick", action="store_true", help="a first look in about 3 minutes on 2 CPU cores")
+    p.add_argument("--quick", action="store_true", help="a first look in about 4 minutes on 2 CPU cores")
     p.add_argument("--seed", type=int, default=0, help="random seed for every stage")
     p.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
     p.set_defaults(func=run)

@@ -36,8 +36,10 @@ def preprocess_file(data: str | Path, out: str | Path, cfg: PreprocessRunConfig,
         raise ConfigError(f"{str(out)!r} exists; pass --overwrite to replace it.")
     rec = read_recording(data)
     hg = extract_high_gamma(rec, cfg.high_gamma)
-    write_flinker_hdf5(hg, out)
+    # Config first, then the data file: both are atomic, so a kill leaves at most a config without its data
+    # (harmless: the data file is what says "done"), never data without the config that made it.
     save_config(cfg, out.with_suffix(".config.yaml"))
+    write_flinker_hdf5(hg, out)
     return out
 
 

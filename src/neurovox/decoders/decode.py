@@ -43,10 +43,16 @@ class _RunDecoder:
     """Shared attributes of the trained decoders (TrialDecoder protocol)."""
 
     def __init__(self, run: Any):
-        dec = run.config.get("decoder", {})
+        dec = run.config.get("decoder") or {}
+        missing = [k for k in ("n_lead_frames", "n_target_frames") if k not in dec]
+        if missing:
+            # Never fall back to the default 16 + 128 frames: a run trained with other windows would be
+            # fed misaligned input without any error.
+            raise RunError(f"The config.yaml of run {str(run.path)!r} has no decoder.{missing[0]}; the window size "
+                           "the decoder was trained with is unknown. Re-run `neurovox train decoder`.")
         self.run_dir = run.path
-        self.n_lead_frames = int(dec.get("n_lead_frames", 16))
-        self.n_target_frames = int(dec.get("n_target_frames", 128))
+        self.n_lead_frames = int(dec["n_lead_frames"])
+        self.n_target_frames = int(dec["n_target_frames"])
         self.causal = bool(dec.get("causal", False))
         self.model_name = str(dec.get("model", "?"))
         self.normalizer = _load_normalizer(run.path / "normalizer.json")
@@ -90,6 +96,12 @@ class DeepTrialDecoder(_RunDecoder):
         super().__init__(run)
         payload = torch.load(run.path / "model.pt", map_location="cpu", weights_only=False)
         self.model = decoder_from_args(payload["model_name"], payload["model_args"])
+        want, got = set(self.model.state_dict()), set(payload["state_dict"])
+        if want != got:  # weights saved by an older version of the architecture
+            raise RunError(f"The weights in {str(run.path / 'model.pt')!r} do not fit this version's "
+                           f"{payload['model_name']} decoder (saved by an older neurovox?): missing "
+                           f"{sorted(want - got)[:3]}, unexpected {sorted(got - want)[:3]}. Retrain with "
+                           "`neurovox train decoder`.")
         self.model.load_state_dict(payload["state_dict"])
         self.model.eval().to(device)
         self.synth = FormantSynth(SynthConfig(**payload["synth_config"]))

@@ -3,21 +3,25 @@
     neural (batch, n_frames, n_channels)
       -> GridMapper (values + good-contact mask) -> patch embedding per frame (spatial patches,
          temporal patch size 1 so the frame clock is kept) + learned grid-position embedding
-         + depthwise temporal convolution (causal or centred) as the time-position signal
+      -> temporal mixer per grid token: residual depthwise temporal convolutions (kernel 3,
+         dilations 1, 2, 4, 8: +-30 frames = +-240 ms of context, causal or centred), each followed
+         by a per-token linear layer
       -> stages of Swin blocks: multi-head self-attention inside 3-D windows
          (window_t frames x window_s x window_s tokens), every second block with shifted windows,
          then a per-token MLP; patch merging (2 x 2 -> 1) between stages
-      -> LayerNorm, mean over the grid tokens -> Linear -> (batch, n_frames, n_out)
+      -> LayerNorm per token -> readout: Linear over all grid tokens of a frame (h * w * dim
+         features, position-aware; "tokens") or over their mean ("mean") -> (batch, n_frames, n_out)
 
 Strict causality: attention inside each window is masked so a query at time t attends only to keys
 at times <= t (the original, unshifted times, so the cyclic shift of shifted windows cannot carry
-the future into the past; wrapped tokens are also separated by the usual region mask). LayerNorm is
-per token and no layer strides or pools time. Windows are padded at the end of time; padded keys are
-masked out.
+the future into the past; wrapped tokens are also separated by the usual region mask). The temporal
+mixer pads on the left only, LayerNorm is per token, the readout is per frame, and no layer strides
+or pools time. Windows are padded at the end of time; padded keys are masked out.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -26,8 +30,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from neurovox.decoders.base import NeuralDecoder
-from neurovox.decoders.blocks import init_output_layer
+from neurovox.decoders.blocks import TimeConv1d, init_output_layer
 from neurovox.decoders.layout import GridLayout, GridMapper
+from neurovox.errors import ConfigError
+from neurovox.utils.check import check_option
 
 
 def _window_mask(t: int, h: int, w: int, n_t: int, n_h: int, n_w: int, window: tuple[int, int, int],
@@ -69,12 +75,11 @@ class WindowAttention(nn.Module):
         bw, length, dim = x.shape
         n_win = allowed.shape[0]
         q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.n_heads)
-        scores = (q @ k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)          # (bw, h, L, L)
-        scores = scores.view(bw // n_win, n_win, self.n_heads, length, length)
-        scores = scores.masked_fill(~allowed[None, :, None], float("-inf"))
-        attn = scores.softmax(dim=-1).view(bw, self.n_heads, length, length)
-        y = rearrange(attn @ v, "b h l d -> b l (h d)")
-        return self.proj(y)
+        # The fused kernel is several times faster than softmax(q k^T) v written out on CPU; a
+        # disallowed pair gets exactly zero weight, so causality stays bit-exact (tests/test_decoders.py).
+        mask = allowed[None].expand(bw // n_win, n_win, length, length).reshape(bw, 1, length, length)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)          # (bw, h, L, d)
+        return self.proj(rearrange(y, "b h l d -> b l (h d)"))
 
 
 class SwinBlock(nn.Module):
@@ -127,6 +132,27 @@ class PatchMerge(nn.Module):
         return self.reduce(self.norm(x))
 
 
+class TemporalMixer(nn.Module):
+    """Per-token temporal context before attention: residual depthwise temporal convolutions (kernel 3)
+    with growing dilation, each followed by a per-token linear layer.
+
+    (batch, n_frames, h, w, dim) -> same shape. Causal mode pads on the left only.
+    """
+
+    def __init__(self, dim: int, dilations: tuple[int, ...], causal: bool):
+        super().__init__()
+        self.convs = nn.ModuleList(TimeConv1d(dim, dim, 3, dilation_t=d, causal=causal, groups=dim) for d in dilations)
+        self.mix = nn.ModuleList(nn.Linear(dim, dim) for _ in dilations)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, h, w, d = x.shape
+        y = rearrange(x, "b t h w d -> (b h w) d t")
+        for conv, mix in zip(self.convs, self.mix):
+            z = rearrange(F.gelu(conv(y)), "n d t -> n t d")
+            y = y + rearrange(mix(z), "n t d -> n d t")
+        return rearrange(y, "(b h w) d t -> b t h w d", b=b, h=h, w=w)
+
+
 class Swin3D(NeuralDecoder):
     """3-D Swin Transformer neural decoder.
 
@@ -150,18 +176,44 @@ class Swin3D(NeuralDecoder):
         Attention window in frames and in grid tokens.
     dropout : float
         Dropout in attention outputs and MLPs.
+    time_dilations : tuple of int
+        Dilations of the temporal mixer's convolutions (kernel 3): the temporal context each token
+        gathers before attention, 1 + 2 * sum(time_dilations) frames centred (causal: the past
+        2 * sum(time_dilations) frames).
+    readout : {"tokens", "mean"}
+        "tokens": the output layer reads every grid token of a frame (its weights differ per grid
+        position); "mean": it reads the mean over the tokens.
+
+    Notes
+    -----
+    Two choices make this model learn (measured on the 100-word 8x8 participant at SNR 0 dB, quick
+    sizes dim 16, depths (2,), window_t 8, 64 + 8 frame windows, 80 reference-phase steps;
+    validation reference loss ~4.1 at the start, ResNet3D 1.22 after the same steps):
+
+    - The readout. Patch embedding and attention values share their weights over the grid, so a
+      mean over tokens hands the output layer almost only the grid-average signal: which electrode
+      carried it can enter only through the attention weights. With the mean readout the loss
+      stalled at 2.85 (mixer included); the "tokens" readout reaches 1.32.
+    - Temporal context. Neural activity leads (motor) or lags (auditory) the sound by up to
+      ~200 ms, while an attention window spans `window_t` frames (64 ms at 8) plus half a window
+      through the shifted blocks. With one short temporal convolution instead of the mixer the
+      "tokens" model reached only 1.85.
     """
 
     name = "swin"
 
     def __init__(self, layout: GridLayout, n_out: int, causal: bool = True, dim: int = 32,
                  depths: tuple[int, ...] = (2, 2), n_heads: int = 4, patch: int = 2, window_t: int = 16,
-                 window_s: int = 4, dropout: float = 0.1):
+                 window_s: int = 4, dropout: float = 0.1, time_dilations: tuple[int, ...] = (1, 2, 4, 8),
+                 readout: str = "tokens"):
         super().__init__()
+        check_option("readout", readout, ("tokens", "mean"), error=ConfigError)
         depths = tuple(int(d) for d in depths)
+        time_dilations = tuple(int(d) for d in time_dilations)
         self.model_args: dict[str, Any] = {"layout": layout.to_dict(), "n_out": n_out, "causal": causal, "dim": dim,
                                            "depths": list(depths), "n_heads": n_heads, "patch": patch,
-                                           "window_t": window_t, "window_s": window_s, "dropout": dropout}
+                                           "window_t": window_t, "window_s": window_s, "dropout": dropout,
+                                           "time_dilations": list(time_dilations), "readout": readout}
         self.causal = causal
         self.patch = patch
         self.mapper = GridMapper(layout)
@@ -169,8 +221,7 @@ class Swin3D(NeuralDecoder):
         h, w = -(-layout.n_rows // patch), -(-layout.n_cols // patch)
         self.pos = nn.Parameter(torch.zeros(1, 1, h, w, dim))
         nn.init.normal_(self.pos, std=0.02)
-        self.time_kernel = 5
-        self.time_conv = nn.Conv1d(dim, dim, self.time_kernel, groups=dim)
+        self.time_mix = TemporalMixer(dim, time_dilations, causal)
         stages = []
         for i, depth in enumerate(depths):
             d = dim * 2 ** i
@@ -183,9 +234,13 @@ class Swin3D(NeuralDecoder):
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.ModuleList(stages)
         d_last = dim * 2 ** (len(depths) - 1)
+        for _ in depths[1:]:  # each patch merge halves the token grid (rounding up)
+            h, w = -(-h // 2), -(-w // 2)
+        self.readout = readout
         self.norm = nn.LayerNorm(d_last)
-        self.out = nn.Linear(d_last, n_out)
-        init_output_layer(self.out)
+        n_feat = d_last * h * w if readout == "tokens" else d_last
+        self.out = nn.Linear(n_feat, n_out)
+        init_output_layer(self.out, scale=0.01 / math.sqrt(n_feat / d_last))
 
     def forward_frames(self, neural: torch.Tensor) -> torch.Tensor:
         """(batch, n_frames, n_channels) -> (batch, n_frames, n_out)."""
@@ -193,13 +248,12 @@ class Swin3D(NeuralDecoder):
         r, c = x.shape[-2:]
         x = F.pad(x, (0, (-c) % self.patch, 0, (-r) % self.patch))
         x = rearrange(self.embed(x), "b d t h w -> b t h w d") + self.pos
-        b, t, h, w, d = x.shape
-        # Depthwise temporal convolution per grid token: the position-in-time signal.
-        y = rearrange(x, "b t h w d -> (b h w) d t")
-        k = self.time_kernel - 1
-        y = F.pad(y, (k, 0) if self.causal else (k // 2, k - k // 2))
-        x = x + rearrange(self.time_conv(y), "(b h w) d t -> b t h w d", b=b, h=h, w=w)
+        x = self.time_mix(x)
         for stage in self.stages:
             x = stage(x)
-        x = self.norm(x).mean(dim=(2, 3))                            # (b, t, d)
+        x = self.norm(x)                                             # (b, t, h, w, d)
+        if self.readout == "tokens":
+            x = rearrange(x, "b t h w d -> b t (h w d)")
+        else:
+            x = x.mean(dim=(2, 3))                                   # (b, t, d)
         return self.out(x)

@@ -27,6 +27,8 @@ from neurovox.errors import RunError
 from neurovox.preprocess.config import PrepareConfig
 from neurovox.runs import Run, open_run, start_run
 from neurovox.utils.files import atomic_path, write_json_atomic
+from neurovox.utils.resume import (load_checkpoint_file, remove_stale_temporaries, rng_state, save_checkpoint_file,
+                                   set_rng_state)
 
 LIKELIHOOD_FILE = "likelihood.pt"
 
@@ -122,11 +124,17 @@ def train_likelihood(data_path: str | Path, out: str | Path, cfg: LikelihoodRunC
           f"receptive field +-{model.receptive_field_frames} frames; up to {lc.max_epochs} epochs.", flush=True)
     ckpt = run.checkpoint_dir / "last.pt"
     state = {"epoch": 0, "best": float("inf"), "best_state": None, "bad_epochs": 0, "history": []}
-    if ckpt.exists():  # resume
-        saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+    remove_stale_temporaries(run.checkpoint_dir)
+    if ckpt.exists():  # resume where the last finished epoch left off (bit for bit on CPU)
+        print(f"resuming from {ckpt}", flush=True)
+        saved = load_checkpoint_file(ckpt)
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["opt"])
         g.set_state(saved["generator"])
+        if "rng" not in saved:
+            raise RunError(f"Checkpoint {str(ckpt)!r} was written by an older neurovox (no random-generator "
+                           "states, so it cannot resume exactly); rerun with --overwrite to start again.")
+        set_rng_state(saved["rng"])  # dropout draws from the global generators
         state = saved["state"]
     mask = torch.from_numpy(good)
     t0 = time.perf_counter()
@@ -151,9 +159,8 @@ def train_likelihood(data_path: str | Path, out: str | Path, cfg: LikelihoodRunC
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch + 1
-        with atomic_path(ckpt) as tmp:
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "generator": g.get_state(),
-                        "state": state}, tmp)
+        save_checkpoint_file({"model": model.state_dict(), "opt": opt.state_dict(), "generator": g.get_state(),
+                              "rng": rng_state(), "state": state}, ckpt)
         if state["bad_epochs"] >= lc.patience_epochs:
             break
     if state["best_state"] is not None:

@@ -14,11 +14,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 
 from neurovox.encoder.losses import multires_loss, praat_loss, regularisers, spectral_loss
@@ -196,15 +196,19 @@ def _time_one_step(encoder, synth, loader, cfg: SpeechTrainConfig, device: str) 
 def train_speech_model(data: Any, cfg: SpeechRunConfig, run: Any, *, progress: bool = True) -> dict[str, Any]:
     """Train the speech autoencoder on `data` (Recording or Prepared) into the run directory.
 
-    Resumes from ``run.path/checkpoints/last.ckpt`` when present. Writes ``model.pt``,
-    ``metrics.json``, ``examples/`` and returns the held-out metrics. Seeds are the caller's business
-    (the CLI calls `lightning.seed_everything`); window draws use a generator seeded from cfg.seed.
+    Resumes from ``run.path/checkpoints/last.ckpt`` (written atomically every `checkpoint_every` steps)
+    when present, ending with the weights an uninterrupted run would have (bit for bit on CPU: the
+    batches and the synthesizer noise are functions of (seed, step), the global RNG states travel in
+    the checkpoint). Writes ``model.pt``, ``metrics.json``, ``examples/`` and returns the held-out
+    metrics. Seeds are the caller's business (the CLI calls `lightning.seed_everything`).
     """
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from neurovox.preprocess import Normalizer, WindowDataset, make_loader, make_split
+    from neurovox.preprocess import Normalizer, WindowDataset, make_split
+    from neurovox.utils.resume import remove_stale_temporaries, resume_from, step_loader
+    from neurovox.utils.resume_lightning import AtomicCheckpointIO, ResumeState
 
     tcfg = cfg.speech
     tcfg.validate()
@@ -213,10 +217,10 @@ def train_speech_model(data: Any, cfg: SpeechRunConfig, run: Any, *, progress: b
     split = make_split(prepared, tcfg.split_scheme, seed=cfg.seed, n_target_frames=tcfg.n_frames, n_lead_frames=0,
                        pre_onset_frames=PRE_ONSET_FRAMES)
     norm = Normalizer().fit(prepared.neural, split.train_frame_mask)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    train_ds = WindowDataset(prepared, split, norm, "train", n_target_frames=tcfg.n_frames, n_lead_frames=0,
-                             generator=gen)
-    loader = make_loader(train_ds, tcfg.batch_size, shuffle=True, generator=gen)
+    train_ds = WindowDataset(prepared, split, norm, "train", n_target_frames=tcfg.n_frames, n_lead_frames=0)
+    # Batches are a pure function of (seed, global step): a run resumed mid-epoch draws what an
+    # uninterrupted one would (neurovox.utils.resume).
+    loader = step_loader(train_ds, tcfg.batch_size, cfg.seed)
 
     synth_cfg = resolve_synth_config(cfg.synth, prepared.meta.sex, tcfg.auto_voice)
     synth = FormantSynth(synth_cfg, noise_power=prepared.noise_power)
@@ -234,18 +238,24 @@ def train_speech_model(data: Any, cfg: SpeechRunConfig, run: Any, *, progress: b
 
     module = _module_class()(encoder, synth, tcfg, cfg.seed)
     ckpt_dir = Path(run.path) / "checkpoints"
-    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
+    remove_stale_temporaries(ckpt_dir)
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, enable_version_counter=False,
                                  every_n_train_steps=tcfg.checkpoint_every)
     trainer = pl.Trainer(max_steps=tcfg.max_steps, accelerator="gpu" if device == "cuda" else "cpu", devices=1,
                          logger=TensorBoardLogger(str(Path(run.path) / "logs"), name="", version=""),
-                         callbacks=[checkpoint], enable_progress_bar=progress, enable_model_summary=False,
+                         callbacks=[checkpoint, ResumeState(loader.sampler)], plugins=[AtomicCheckpointIO()],
+                         enable_progress_bar=progress, enable_model_summary=False,
                          log_every_n_steps=10, num_sanity_val_steps=0, limit_val_batches=0,
                          gradient_clip_val=1.0, deterministic=False)
     last = ckpt_dir / "last.ckpt"
     t0 = time.perf_counter()
-    trainer.fit(module, train_dataloaders=loader, ckpt_path=str(last) if last.exists() else None)
+    with warnings.catch_warnings():
+        # Lightning warns that a mid-epoch resume with a plain DataLoader is unreliable; ours is exact
+        # (the sampler restarts at the checkpoint's global step).
+        warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended")
+        trainer.fit(module, train_dataloaders=loader, ckpt_path=resume_from(last))
     train_s = time.perf_counter() - t0
-    trainer.save_checkpoint(str(last))
+    trainer.save_checkpoint(str(last), weights_only=False)
 
     encoder.eval()
     synth.eval()

@@ -1,0 +1,136 @@
+"""The decoder table of issue 5: every model x {non-causal, strictly causal} at its default configuration
+on the default simulated participant, with chance, ceiling, parameters and training time.
+
+    .venv/bin/python benchmarks/decoder_table.py --out DIR [--epochs 30] [--write-md]
+
+Stages (each an ordinary neurovox command with its own run directory under DIR, so an interrupted
+table resumes where it stopped): `neurovox simulate` (default participant: 300 words, 8x8, SNR 0 dB,
+seed 0), `neurovox train speech` (default model, 700 steps: it reaches the issue-4 bars; the 3000-step
+default costs ~45 min here), then for linear, ResNet3D, Swin3D and LSTM, non-causal and causal:
+`neurovox train decoder` with the default configuration except `decoder.max_epochs` (the default 300
+epochs with early stopping would take hours per model on 2 CPU cores; a fixed epoch budget, unlike a
+wall-clock cap, runs the same steps on any machine, so the figures are reproducible) and `neurovox
+evaluate` on the held-out test trials (last 10 of each task). Chance is the same trained model fed
+trial-shuffled neural windows; the ceiling is the speech autoencoder's resynthesis of the real audio.
+
+Prints a markdown table and, with --write-md, replaces the generated decoder-table section of
+BENCHMARKS.md; DIR/report/report.html compares all eight.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from run import load_average, machine_description  # noqa: E402
+
+MODELS = ("linear", "resnet", "swin", "lstm")
+
+
+def _entry(eval_dir: Path, run_dir: Path, name: str, model: str, causal: bool) -> dict:
+    result = json.loads((eval_dir / "metrics.json").read_text())
+    done = json.loads((run_dir / "DONE").read_text())
+    return {"name": name, "model": model, "causal": causal, "metrics": result["metrics"],
+            "chance": result.get("chance"), "ceiling": result.get("ceiling"), "summary": done,
+            "report": str((eval_dir / "report.html").resolve()),
+            "description": f"{model}, {'strictly causal' if causal else 'non-causal'}"}
+
+
+def markdown(entries: list[dict]) -> str:
+    def mean(d: dict | None, metric: str) -> str:
+        v = ((d or {}).get(metric) or {}).get("mean")
+        return "-" if v is None else f"{v:.3f}"
+
+    lines = ["| model | causal | PCC | chance | ceiling | STOI | chance | parameters | training | epochs |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for e in entries:
+        shuffled = (e.get("chance") or {}).get("shuffled")
+        s = e["summary"]
+        lines.append(f"| {e['model']} | {'yes' if e['causal'] else 'no'} | {mean(e['metrics'], 'pcc')} | "
+                     f"{mean(shuffled, 'pcc')} | {mean(e.get('ceiling'), 'pcc')} | {mean(e['metrics'], 'stoi')} | "
+                     f"{mean(shuffled, 'stoi')} | {s.get('n_params', 0):,} | {s.get('train_seconds', 0):.0f} s | "
+                     f"{s.get('epochs', '-') if e['model'] != 'linear' else '-'} |")
+    return "\n".join(lines)
+
+
+def replace_section(md: Path, name: str, body: str) -> None:
+    """Put `body` between the marker comments `name` in `md` (appended the first time)."""
+    begin, end = f"<!-- generated:{name} (benchmarks/decoder_table.py --write-md; do not edit by hand) -->\n", \
+        f"<!-- /generated:{name} -->\n"
+    text = md.read_text()
+    i = text.find(f"<!-- generated:{name} ")
+    j = text.find(end, i)
+    section = begin + body + end
+    text = text[:i] + section + text[j + len(end):] if i >= 0 and j >= 0 else text.rstrip("\n") + "\n\n" + section
+    md.write_text(text)
+
+
+def main() -> int:
+    from neurovox.demo import _run_cli
+    from neurovox.report import write_comparison_report
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, type=Path, help="working directory (resumable)")
+    ap.add_argument("--epochs", type=int, default=30, help="decoder.max_epochs of every deep decoder (default 30)")
+    ap.add_argument("--n-trials", type=int, default=300, help="words of the simulated participant (default 300)")
+    ap.add_argument("--speech-steps", type=int, default=700, help="speech model steps (default 700)")
+    ap.add_argument("--write-md", action="store_true", help="replace the generated section of BENCHMARKS.md")
+    args = ap.parse_args()
+    out: Path = args.out
+    start = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    load_start, t0 = load_average(), time.perf_counter()
+
+    data_dir = out / "data"
+    _run_cli(["simulate", "--out", str(data_dir), "--kind", "high_gamma", "--n-trials", str(args.n_trials),
+              "--seed", "0"], data_dir / "config.yaml")
+    data = str(sorted(data_dir.glob("*.h5"))[0])
+    speech = out / "runs" / "speech"
+    _run_cli(["train", "speech", "--data", data, "--out", str(speech), "--seed", "0",
+              "--set", f"speech.max_steps={args.speech_steps}"], speech / "DONE")
+    entries = []
+    for model in MODELS:
+        for causal in (False, True):
+            name = model + ("-causal" if causal else "")
+            run_dir, eval_dir = out / "runs" / name, out / "eval" / name
+            argv = ["train", "decoder", "--data", data, "--speech", str(speech), "--model", model,
+                    "--out", str(run_dir), "--seed", "0"] + (["--causal"] if causal else [])
+            if model != "linear":
+                argv += ["--set", f"decoder.max_epochs={args.epochs}"]
+            _run_cli(argv, run_dir / "DONE")
+            _run_cli(["evaluate", "--run", str(run_dir), "--data", data, "--speech", str(speech),
+                      "--out", str(eval_dir), "--seed", "0"], eval_dir / "metrics.json")
+            entries.append(_entry(eval_dir, run_dir, name, model, causal))
+    write_comparison_report(entries, out / "report", title="neurovox decoders at their default configuration",
+                            notes=f"Default participant ({args.n_trials} words, 8x8, SNR 0 dB, seed 0); deep "
+                                  f"decoders at default settings with max_epochs={args.epochs}.")
+    table = markdown(entries)
+    minutes = (time.perf_counter() - t0) / 60
+    cmd = f"`.venv/bin/python benchmarks/decoder_table.py --out DIR --epochs {args.epochs}" + \
+          (f" --n-trials {args.n_trials}" if args.n_trials != 300 else "") + \
+          (f" --speech-steps {args.speech_steps}" if args.speech_steps != 700 else "") + " --write-md`"
+    body = (f"## Generated: decoders at their default configuration (issue 5)\n\n"
+            f"Command: {cmd}  \nMachine: {machine_description()}  \n"
+            f"Date: {start}; load average at start {load_start}, at end {load_average()}; "
+            f"{minutes:.0f} min in all (stages resumed from an earlier run count 0).\n\n"
+            f"Default participant ({args.n_trials} words, 8x8 grid, SNR 0 dB, seed 0), 50 held-out test trials "
+            f"(last 10 of each task); speech model at {args.speech_steps} steps; every deep decoder at its "
+            f"default configuration except max_epochs={args.epochs} (cosine decay over those epochs; early "
+            f"stopping may end sooner). PCC and STOI are per-trial means; chance = the same model fed "
+            f"trial-shuffled neural windows; ceiling = the speech autoencoder's resynthesis of the real audio "
+            f"(the deep decoders' bound: they decode through the 18 formant parameters, the linear model maps "
+            f"straight to the mel spectrogram).\n\n{table}\n")
+    print("\n" + table)
+    if args.write_md:
+        replace_section(HERE.parent / "BENCHMARKS.md", "decoder-table", body)
+        print("BENCHMARKS.md updated")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
