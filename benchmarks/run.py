@@ -7,7 +7,7 @@ time and the total) and written to `benchmarks/results-<size>.json`; `--write-md
 generated section of that size in BENCHMARKS.md (between its marker comments; appended the first
 time), leaving the hand-written sections alone.
 
-small: every figure of issue 8 in 5.5 min on 2 nearly idle CPU cores. full: an estimated 35-50 min.
+small: every figure of issue 8 in 5.5 min on 2 nearly idle CPU cores. full: 31 min (17 of them the diffusion prior and its sampling).
 """
 
 from __future__ import annotations

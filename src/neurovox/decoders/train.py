@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -193,7 +194,10 @@ def _fit_deep(run: Any, data: dict[str, Any], cfg: DecoderTrainConfig, module: D
     checkpoint = ModelCheckpoint(dirpath=run.checkpoint_dir, filename="best", monitor="val_loss", mode="min",
                                  save_last=True, enable_version_counter=False)
     trainer = _trainer(run, cfg, progress, [checkpoint, ResumeState(train_loader.sampler)])
-    trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from(run.checkpoint_dir / "last.ckpt"))
+    with warnings.catch_warnings():
+        # The frozen speech model is in eval mode on purpose (no dropout in the reference it provides).
+        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
+        trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from(run.checkpoint_dir / "last.ckpt"))
     if checkpoint.best_model_path and Path(checkpoint.best_model_path).exists():
         module.load_state_dict(load_checkpoint_file(Path(checkpoint.best_model_path))["state_dict"])
     save_model(run.path / "model.pt", cfg.model, module.eval_model(), module.speech.synth)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from neurovox.diffusion import features
 from neurovox.diffusion.denoiser import DenoiserConfig, build_denoiser
+from neurovox.diffusion.prior_report import write_prior_samples
 from neurovox.diffusion.schedule import NoiseSchedule
 from neurovox.diffusion.speech_data import MelWindows, collect_speech, split_streams
 from neurovox.errors import ConfigError, RunError
@@ -169,8 +170,16 @@ def train_prior(out: str | Path, cfg: PriorRunConfig, *, overwrite: bool = False
     train_s = time.perf_counter() - t0
     val_loss = float(trainer.callback_metrics.get("val/loss", float("nan")))
     save_prior(run.path / PRIOR_FILE, module.ema, schedule)
-    run.mark_done({"val_loss": val_loss, "train_s": train_s, "n_params": n_params, "steps": int(trainer.global_step)})
-    print(f"[prior] done in {train_s:.0f} s; validation loss (EMA) {val_loss:.4f}; weights in {run.path / PRIOR_FILE}")
+    val = torch.stack([val_ds[i] for i in range(len(val_ds))])
+    real = val[val.mean(dim=(1, 2, 3)).argsort(descending=True)[:4]]  # the most speech-filled held-out windows
+    samples = write_prior_samples(run.path, module.ema, schedule, real, seed=cfg.seed)
+    run.mark_done({"val_loss": val_loss, "train_s": train_s, "n_params": n_params, "steps": int(trainer.global_step),
+                   "samples": samples})
+    s, r = samples["prior_samples"], samples["real_windows"]
+    print(f"[prior] done in {train_s:.0f} s; validation loss (EMA) {val_loss:.4f}; weights in {run.path / PRIOR_FILE}\n"
+          f"[prior] unconditional samples vs real windows: spectral-profile r {s['profile_pcc']:.2f} (noise "
+          f"{samples['gaussian_noise']['profile_pcc']:.2f}), frame-energy std {s['energy_std_db']:.1f} dB (real "
+          f"{r['energy_std_db']:.1f}); see {run.path / 'report.html'}")
     return run
 
 
