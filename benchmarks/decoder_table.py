@@ -28,7 +28,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from run import load_average, machine_description  # noqa: E402
+from run import load_average, machine_description, replace_generated_section  # noqa: E402
 
 MODELS = ("linear", "resnet", "swin", "lstm")
 
@@ -57,18 +57,6 @@ def markdown(entries: list[dict]) -> str:
                      f"{mean(shuffled, 'stoi')} | {s.get('n_params', 0):,} | {s.get('train_seconds', 0):.0f} s | "
                      f"{s.get('epochs', '-') if e['model'] != 'linear' else '-'} |")
     return "\n".join(lines)
-
-
-def replace_section(md: Path, name: str, body: str) -> None:
-    """Put `body` between the marker comments `name` in `md` (appended the first time)."""
-    begin, end = f"<!-- generated:{name} (benchmarks/decoder_table.py --write-md; do not edit by hand) -->\n", \
-        f"<!-- /generated:{name} -->\n"
-    text = md.read_text()
-    i = text.find(f"<!-- generated:{name} ")
-    j = text.find(end, i)
-    section = begin + body + end
-    text = text[:i] + section + text[j + len(end):] if i >= 0 and j >= 0 else text.rstrip("\n") + "\n\n" + section
-    md.write_text(text)
 
 
 def main() -> int:
@@ -127,7 +115,10 @@ def main() -> int:
             f"straight to the mel spectrogram).\n\n{table}\n")
     print("\n" + table)
     if args.write_md:
-        replace_section(HERE.parent / "BENCHMARKS.md", "decoder-table", body)
+        name = "decoder-table"
+        section = (f"<!-- generated:{name} (benchmarks/decoder_table.py --write-md; do not edit by hand) -->\n"
+                   f"{body}<!-- /generated:{name} -->\n")
+        replace_generated_section(HERE.parent / "BENCHMARKS.md", name, section)
         print("BENCHMARKS.md updated")
     return 0
 

@@ -95,17 +95,22 @@ def markdown_section(result: dict) -> str:
             f"<!-- /generated:{size} -->\n")
 
 
-def write_markdown(md: Path, result: dict) -> None:
+def replace_generated_section(md: Path, name: str, section: str) -> None:
+    """Put `section` (which begins with "<!-- generated:NAME ..." and ends with "<!-- /generated:NAME -->")
+    in place of the section of that name in `md`, or append it the first time."""
     text = md.read_text() if md.exists() else "# neurovox benchmarks\n"
-    section = markdown_section(result)
-    start = text.find(f"<!-- generated:{result['size']} ")
-    end_marker = f"<!-- /generated:{result['size']} -->\n"
+    start = text.find(f"<!-- generated:{name} ")
+    end_marker = f"<!-- /generated:{name} -->\n"
     end = text.find(end_marker, start)
     if start >= 0 and end >= 0:
         text = text[:start] + section + text[end + len(end_marker):]
     else:
         text = text.rstrip("\n") + "\n\n" + section
     md.write_text(text)
+
+
+def write_markdown(md: Path, result: dict) -> None:
+    replace_generated_section(md, result["size"], markdown_section(result))
 
 
 def main() -> int:
