@@ -1,5 +1,6 @@
 """The decoder table of issue 5: every model x {non-causal, strictly causal} at its default configuration
-on the default simulated participant, with chance, ceiling, parameters and training time.
+on the default simulated participant, with chance, the no-neural baseline and the gain over it (paired
+CI), the ceiling where it applies, parameters and training time.
 
     .venv/bin/python benchmarks/decoder_table.py --out DIR [--epochs 30] [--write-md]
 
@@ -11,7 +12,8 @@ default costs ~45 min here), then for linear, ResNet3D, Swin3D and LSTM, non-cau
 epochs with early stopping would take hours per model on 2 CPU cores; a fixed epoch budget, unlike a
 wall-clock cap, runs the same steps on any machine, so the figures are reproducible) and `neurovox
 evaluate` on the held-out test trials (last 10 of each task). Chance is the same trained model fed
-trial-shuffled neural windows; the ceiling is the speech autoencoder's resynthesis of the real audio.
+trial-shuffled neural windows; the no-neural baseline is the onset-aligned mean of the training windows
+(`neurovox.evaluate.baselines`); the ceiling is the formant speech model's resynthesis of the real audio.
 
 Prints a markdown table and, with --write-md, replaces the generated decoder-table section of
 BENCHMARKS.md; DIR/report/report.html compares all eight.
@@ -34,29 +36,25 @@ MODELS = ("linear", "resnet", "swin", "lstm")
 
 
 def _entry(eval_dir: Path, run_dir: Path, name: str, model: str, causal: bool) -> dict:
+    from neurovox.report.tables import comparison_entry
+
     result = json.loads((eval_dir / "metrics.json").read_text())
     done = json.loads((run_dir / "DONE").read_text())
-    return {"name": name, "model": model, "causal": causal, "metrics": result["metrics"],
-            "chance": result.get("chance"), "ceiling": result.get("ceiling"), "summary": done,
-            "report": str((eval_dir / "report.html").resolve()),
-            "description": f"{model}, {'strictly causal' if causal else 'non-causal'}"}
+    return comparison_entry(name, result, eval_dir / "report.html",
+                            f"{model}, {'strictly causal' if causal else 'non-causal'}",
+                            model=model, causal=causal, summary=done)
 
 
 def markdown(entries: list[dict]) -> str:
-    def mean(d: dict | None, metric: str) -> str:
-        v = ((d or {}).get(metric) or {}).get("mean")
-        return "-" if v is None else f"{v:.3f}"
+    """Evaluation table (metric x decoder with chance, no-neural baseline, gain, ceiling) and a cost table."""
+    from neurovox.report.tables import markdown_table
 
-    lines = ["| model | causal | PCC | chance | ceiling | STOI | chance | parameters | training | epochs |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | causal | parameters | training | epochs |", "|---|---|---|---|---|"]
     for e in entries:
-        shuffled = (e.get("chance") or {}).get("shuffled")
         s = e["summary"]
-        lines.append(f"| {e['model']} | {'yes' if e['causal'] else 'no'} | {mean(e['metrics'], 'pcc')} | "
-                     f"{mean(shuffled, 'pcc')} | {mean(e.get('ceiling'), 'pcc')} | {mean(e['metrics'], 'stoi')} | "
-                     f"{mean(shuffled, 'stoi')} | {s.get('n_params', 0):,} | {s.get('train_seconds', 0):.0f} s | "
-                     f"{s.get('epochs', '-') if e['model'] != 'linear' else '-'} |")
-    return "\n".join(lines)
+        lines.append(f"| {e['model']} | {'yes' if e['causal'] else 'no'} | {s.get('n_params', 0):,} | "
+                     f"{s.get('train_seconds', 0):.0f} s | {s.get('epochs', '-') if e['model'] != 'linear' else '-'} |")
+    return markdown_table(entries) + "\n\nCost:\n\n" + "\n".join(lines)
 
 
 def main() -> int:
@@ -68,7 +66,9 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=30, help="decoder.max_epochs of every deep decoder (default 30)")
     ap.add_argument("--n-trials", type=int, default=300, help="words of the simulated participant (default 300)")
     ap.add_argument("--speech-steps", type=int, default=700, help="speech model steps (default 700)")
-    ap.add_argument("--write-md", action="store_true", help="replace the generated section of BENCHMARKS.md")
+    ap.add_argument("--encoding", choices=("realistic", "linear"), default="realistic",
+                    help="simulated participant's encoding model (default realistic)")
+    ap.add_argument("--write-md", action="store_true", help="replace this encoding's generated section of BENCHMARKS.md")
     args = ap.parse_args()
     out: Path = args.out
     start = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -76,7 +76,7 @@ def main() -> int:
 
     data_dir = out / "data"
     _run_cli(["simulate", "--out", str(data_dir), "--kind", "high_gamma", "--n-trials", str(args.n_trials),
-              "--seed", "0"], data_dir / "config.yaml")
+              "--encoding", args.encoding, "--seed", "0"], data_dir / "config.yaml")
     data = str(sorted(data_dir.glob("*.h5"))[0])
     speech = out / "runs" / "speech"
     _run_cli(["train", "speech", "--data", data, "--out", str(speech), "--seed", "0",
@@ -95,27 +95,30 @@ def main() -> int:
                       "--out", str(eval_dir), "--seed", "0"], eval_dir / "metrics.json")
             entries.append(_entry(eval_dir, run_dir, name, model, causal))
     write_comparison_report(entries, out / "report", title="neurovox decoders at their default configuration",
-                            notes=f"Default participant ({args.n_trials} words, 8x8, SNR 0 dB, seed 0); deep "
+                            notes=f"Default participant ({args.encoding} encoding, {args.n_trials} words, 8x8, SNR 0 dB, seed 0); deep "
                                   f"decoders at default settings with max_epochs={args.epochs}.")
     table = markdown(entries)
     minutes = (time.perf_counter() - t0) / 60
-    cmd = f"`.venv/bin/python benchmarks/decoder_table.py --out DIR --epochs {args.epochs}" + \
+    cmd = f"`.venv/bin/python benchmarks/decoder_table.py --out DIR --encoding {args.encoding} --epochs {args.epochs}" + \
           (f" --n-trials {args.n_trials}" if args.n_trials != 300 else "") + \
           (f" --speech-steps {args.speech_steps}" if args.speech_steps != 700 else "") + " --write-md`"
-    body = (f"## Generated: decoders at their default configuration (issue 5)\n\n"
+    body = (f"## Generated: decoders at their default configuration, {args.encoding} participant\n\n"
             f"Command: {cmd}  \nMachine: {machine_description()}  \n"
             f"Date: {start}; load average at start {load_start}, at end {load_average()}; "
             f"{minutes:.0f} min in all (stages resumed from an earlier run count 0).\n\n"
-            f"Default participant ({args.n_trials} words, 8x8 grid, SNR 0 dB, seed 0), 50 held-out test trials "
+            f"Default participant ({args.encoding} encoding model, {args.n_trials} words, 8x8 grid, SNR 0 dB, seed 0), 50 held-out test trials "
             f"(last 10 of each task); speech model at {args.speech_steps} steps; every deep decoder at its "
             f"default configuration except max_epochs={args.epochs} (cosine decay over those epochs; early "
-            f"stopping may end sooner). PCC and STOI are per-trial means; chance = the same model fed "
-            f"trial-shuffled neural windows; ceiling = the speech autoencoder's resynthesis of the real audio "
-            f"(the deep decoders' bound: they decode through the 18 formant parameters, the linear model maps "
-            f"straight to the mel spectrogram).\n\n{table}\n")
+            f"stopping may end sooner). PCC, tilt-removed PCC (each mel bin's training mean subtracted first) "
+            f"and STOI are per-trial means; chance = the same model fed trial-shuffled neural windows; "
+            f"no-neural = the onset-aligned mean of the training windows (handed the trial timing, never the "
+            f"brain), scored like a decoder; gain = decoder minus no-neural on the same trials with a paired "
+            f"bootstrap 95% CI (\"beats no-neural\" = CI above 0); ceiling = the formant speech model's "
+            f"resynthesis of the real audio, shown only for the decoders that go through it (the deep ones; "
+            f"the linear model maps straight to the mel spectrogram).\n\n{table}\n")
     print("\n" + table)
     if args.write_md:
-        name = "decoder-table"
+        name = "decoder-table" if args.encoding == "realistic" else f"decoder-table-{args.encoding}"
         section = (f"<!-- generated:{name} (benchmarks/decoder_table.py --write-md; do not edit by hand) -->\n"
                    f"{body}<!-- /generated:{name} -->\n")
         replace_generated_section(HERE.parent / "BENCHMARKS.md", name, section)

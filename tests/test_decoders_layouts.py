@@ -2,7 +2,7 @@
 
 Tiny participants (10 words, seed 0, SNR 0 dB) on an 8x8 grid (64 ch), a 15x15 hybrid grid with 128
 and with 225 channels, and sEEG shafts; linear, ResNet3D, Swin3D and LSTM train for a few steps with
-tiny sizes against one shared frozen speech model (`speech_run_small`), then `decode_run` writes
+tiny sizes against one shared frozen speech model (`speech_run_tiny10`, trained on the training trials of their fold), then `decode_run` writes
 per-trial WAVs, PNGs and npz files. The grid models must refuse sEEG with a message that names the
 model and points to the layout-free LSTM. (No position-aware model over 3-D electrode coordinates is
 built: sEEG uses the LSTM/GRU and the linear baseline.)
@@ -63,7 +63,7 @@ def test_decoder_trains_and_decodes_on_layout(layout, model, participants, tmp_p
     paths, cache = participants
     torch.manual_seed(0)
     cfg = load_config(DecoderRunConfig, None, TINY + [f"decoder.model={model}"])
-    speech = None if model == "linear" else request.getfixturevalue("speech_run_small")
+    speech = None if model == "linear" else request.getfixturevalue("speech_run_tiny10")
     run_dir = train_decoder(paths[layout], tmp_path / "run", cfg, speech_run=speech, progress=False, cache_dir=cache)
     summary = json.loads((run_dir / "DONE").read_text())
     if model == "linear":

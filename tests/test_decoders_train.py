@@ -29,7 +29,7 @@ def tiny_participant(tmp_path_factory):
     from neurovox.simulate import SimulateConfig, simulate_participant
 
     root = tmp_path_factory.mktemp("decoders")
-    rec, _ = simulate_participant(SimulateConfig(n_trials=60), rng=0, kind="high_gamma")
+    rec, _ = simulate_participant(SimulateConfig(n_trials=60, encoding="linear"), rng=0, kind="high_gamma")
     path = write_flinker_hdf5(rec, root / "sim.h5")
     return path, root
 
@@ -45,7 +45,7 @@ def _pcc_and_chance(run_dir, data_path):
 
 def test_linear_baseline_end_to_end(tiny_participant, tmp_path):
     path, root = tiny_participant
-    cfg = load_config(DecoderRunConfig, None, TINY + ["decoder.model=linear", "decoder.causal=true"])
+    cfg = load_config(DecoderRunConfig, None, TINY + ["decoder.model=linear", "decoder.causal=true", "prepare.causal=true"])
     run_dir = train_decoder(path, tmp_path / "linear", cfg, progress=False, cache_dir=root / "cache")
     pcc, chance, dec = _pcc_and_chance(run_dir, path)
     assert pcc > 0.8 and pcc - chance > 0.2, (pcc, chance)
@@ -71,7 +71,7 @@ def test_deep_decoder_trains_resumes_and_decodes(tiny_participant, tmp_path):
     path, root = tiny_participant
     torch.manual_seed(0)
     cfg = load_config(DecoderRunConfig, None, TINY + DEEP + [
-        "decoder.model=lstm", "decoder.causal=true", "decoder.max_epochs=3", "decoder.rnn_hidden=32",
+        "decoder.model=lstm", "decoder.causal=true", "prepare.causal=true", "decoder.max_epochs=3", "decoder.rnn_hidden=32",
         "decoder.rnn_layers=1", "decoder.train_crop_frames=16"])
     run_dir = train_decoder(path, tmp_path / "lstm", cfg, progress=False, cache_dir=root / "cache")
     summary = json.loads((run_dir / "DONE").read_text())
@@ -141,9 +141,11 @@ def test_deep_decoder_beats_chance_with_reference_curriculum(sim_hg_path, tmp_pa
     synth = FormantSynth(SynthConfig())
     speech = train_mod.FrozenSpeech(synth, _EnergyEncoder(synth, np.quantile(spec.mean(-1), 0.99)))
     monkeypatch.setattr(train_mod, "load_frozen_speech", lambda run, noise_power=None: speech)
+    # the hand-made energy encoder has heard no audio: nothing for the speech-run leak check to refuse
+    monkeypatch.setattr("neurovox.preprocess.leakage.check_speech_run", lambda *a, **k: None)
     torch.manual_seed(0)
     cfg = load_config(DecoderRunConfig, None, TINY + [
-        "decoder.model=lstm", "decoder.causal=true", "decoder.rnn_hidden=64", "decoder.rnn_layers=1",
+        "decoder.model=lstm", "decoder.causal=true", "prepare.causal=true", "decoder.rnn_hidden=64", "decoder.rnn_layers=1",
         "decoder.batch_size=8", "decoder.lr=0.003", "decoder.ema_decay=0.95", "decoder.max_epochs=80",
         "decoder.patience=80", "decoder.ref_only_steps=100000"])
     run_dir = train_decoder(sim_hg_path, tmp_path / "lstm", cfg, speech_run=tmp_path / "fixed_encoder",

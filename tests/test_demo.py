@@ -1,25 +1,39 @@
-"""The README's main command, `neurovox demo --quick`, end to end (about 4 min on 2 idle cores)."""
+"""The README's main command, `neurovox demo --quick`, end to end (about 4 min on 2 idle cores; slow group)."""
 
 import json
+
+import pytest
 
 from neurovox.cli import main
 
 
+@pytest.mark.slow
 def test_quick_demo_decoders_clearly_beat_chance(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("NEUROVOX_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out)]) == 0
-    assert (out / "report" / "report.html").stat().st_size > 0
+    printed = capsys.readouterr().out
+    assert "gain over no-neural" in printed and "Seen / unseen test words" in printed
+    html = (out / "report" / "report.html").read_text()
+    assert "no-neural" in html and "PCC, tilt removed" in html
     for name in ("linear", "resnet", "resnet_causal"):
         result = json.loads((out / "eval" / name / "metrics.json").read_text())
-        pcc = result["metrics"]["pcc"]["mean"]
-        chance = result["chance"]["shuffled"]["pcc"]["mean"]
-        ceiling = result["ceiling"]["pcc"]["mean"]
-        # Measured (80 quick epochs): linear 0.913 vs 0.528, causal resnet 0.715 vs 0.426; ceiling 0.843.
-        assert pcc > chance + 0.2, (name, pcc, chance)
-        assert result["metrics"]["stoi"]["mean"] > result["chance"]["shuffled"]["stoi"]["mean"] + 0.15, name
-        assert 0.75 < ceiling <= 1.0
+        # On the realistic participant (100 words, 0 dB) the margins over chance are modest (measured linear
+        # PCC 0.764 vs shuffled 0.654); a decoder beats chance when its paired gain's CI lies above 0.
+        for metric in ("pcc", "pcc_tilt"):
+            gain = result["gain"]["chance_shuffled"][metric]
+            assert gain["above"] and gain["ci_low"] > 0, (name, metric, gain)
+        # every decoder row carries the no-neural baselines and its paired gain over them
+        for base in ("onset_mean", "constant_spectrum"):
+            for metric in ("pcc", "pcc_tilt", "stoi"):
+                gain = result["gain"][base][metric]
+                assert gain["n"] >= 40 and gain["ci_low"] <= gain["mean"] <= gain["ci_high"], (name, base, metric)
+        assert result["by_word"]["seen"]["n_trials"] + result["by_word"]["unseen"]["n_trials"] == result["n_trials"]
+        # the formant resynthesis is the ceiling of the deep decoders only
+        if name == "linear":
+            assert result["ceiling"] is None
+        else:
+            assert 0.75 < result["ceiling"]["pcc"]["mean"] <= 1.0
     # A rerun resumes: every stage is found finished and skipped.
-    capsys.readouterr()
     assert main(["demo", "--quick", "--out", str(out)]) == 0
     assert capsys.readouterr().out.count("already done: skipped") == 8

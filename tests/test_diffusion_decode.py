@@ -29,8 +29,15 @@ def dps_setup(sim_hg_path, tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small convolutions: one thread is faster than two on a shared machine
     try:
+        from neurovox.io import read_recording
+        from neurovox.preprocess.leakage import simulated_voice
+
+        # the prior must not have heard the simulated participant's voice (its test words), issue 14
+        voice = simulated_voice(read_recording(sim_hg_path).meta, sim_hg_path)
+        assert voice, "the simulated file names the corpus voice it speaks"
+        cfg = {**PRIOR, "prior": {**PRIOR["prior"], "exclude_voices": [voice]}}
         torch.manual_seed(0)
-        prior = train_prior(root / "prior", from_dict(PriorRunConfig, PRIOR), progress=False)
+        prior = train_prior(root / "prior", from_dict(PriorRunConfig, cfg), progress=False)
         torch.manual_seed(0)
         lik = train_likelihood(sim_hg_path, root / "lik", from_dict(LikelihoodRunConfig, LIKELIHOOD), progress=False,
                                cache_dir=root / "cache")

@@ -43,35 +43,20 @@ def test_encoder_shapes_size_and_gradients_reach_every_weight():
 
 
 @pytest.fixture(scope="module")
-def speech_run(sim_hg_8x8, tmp_path_factory):
-    """A speech autoencoder trained briefly on the simulated participant's speech."""
-    import lightning
-
-    from neurovox.config import load_config
-    from neurovox.preprocess import prepare
-    from neurovox.runs import start_run
-
-    rec = sim_hg_8x8[0]
-    cfg = load_config(SpeechRunConfig, overrides=[
-        "speech.max_steps=60", "speech.batch_size=4", "speech.lr=0.003", "speech.warmup_steps=10",
-        "speech.checkpoint_every=40", "speech.n_examples=1", "encoder.hidden=128", "encoder.n_blocks=4"])
-    run = start_run(tmp_path_factory.mktemp("speech") / "run", kind="speech", config=cfg, seed=cfg.seed)
-    lightning.seed_everything(0)
-    prepared = prepare(rec, cfg.prepare, use_cache=False)  # (a Recording is accepted too; this skips the disk cache)
-    metrics = train_speech_model(prepared, cfg, run, progress=False)
-    run.mark_done()
-    return run.path, metrics
+def speech_run(speech_run_small):
+    """The suite's briefly trained speech autoencoder (conftest `speech_run_small`) and its metrics.json."""
+    return speech_run_small, json.loads((speech_run_small / "metrics.json").read_text())
 
 
 def test_trained_autoencoder_resynthesises_held_out_trials(speech_run):
     path, m = speech_run
-    saved = json.loads((path / "metrics.json").read_text())
-    assert saved["pcc_mel_db"] == pytest.approx(m["pcc_mel_db"])
     assert m["n_test_trials"] == 30 and len(m["pcc_mel_db_per_trial"]) == 30
     # Fast-config bars (the default config's numbers are in BENCHMARKS.md).
-    # 60 steps of a 0.4 M-parameter encoder: measured PCC 0.79, STOI >= 0.6, pitch error 19 % (Praat supervision
-    # has not converged this early; the default config reaches the issue bars, see test_autoencoder_reaches_full_bars).
-    assert m["pcc_mel_db"] >= 0.75
+    # 60 steps of a 0.4 M-parameter encoder: measured PCC 0.79 with the background-noise spectrum taken over all
+    # trials and 0.71 with it taken over the training trials only (issue 14; the two spectra differ by 0.02 dB on
+    # average: this short run is that sensitive), pitch error 19 % (Praat supervision has not converged this early;
+    # the default config reaches the issue bars, see test_autoencoder_reaches_full_bars).
+    assert m["pcc_mel_db"] >= 0.65
     assert m["stoi"] >= 0.6
     assert m["pitch_rel_error_median"] <= 0.25
     assert (path / "checkpoints" / "last.ckpt").is_file() and (path / "model.pt").is_file()
@@ -121,6 +106,7 @@ def test_train_speech_cli_rejects_unknown_key(tmp_path, capsys):
     assert "Unknown config key 'speech.max_step'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_autoencoder_reaches_full_bars(sim_hg_8x8, tmp_path):
     """Issue 4 bars: the default model at 700 steps (about 3.5 min on 2 idle cores) resynthesises held-out
     trials at PCC >= 0.85, STOI >= 0.6 and a median pitch error <= 5 % against Praat. Measured (seed 0 /

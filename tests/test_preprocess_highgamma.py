@@ -105,13 +105,17 @@ def test_frame_rates_baseline_zscore_and_clip():
     out = extract_high_gamma(rec, HighGammaConfig(frame_rate_hz=100.0, clip_sd=3.0))
     assert out.neural.shape == (3000, 16) and out.audio.shape == (3000 * 160,)
     assert out.neural_unit == "z (baseline)" and np.abs(out.neural).max() <= 3.0
-    from neurovox.preprocess.highgamma import baseline_frame_mask
+    from neurovox.preprocess.highgamma import baseline_frame_mask, training_baseline_mask
 
     mask = baseline_frame_mask(rec.trials, 3000, 100.0, -0.25, -0.05)
     assert mask.sum() >= 15 * 18
-    z = extract_high_gamma(rec, HighGammaConfig(frame_rate_hz=100.0, clip_sd=0.0)).neural[mask]
-    np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-4)
-    np.testing.assert_allclose(z.std(axis=0), 1.0, atol=1e-4)
+    # statistics from the baselines of the trials outside the flinker test set (default), or of all trials
+    train_mask, _ = training_baseline_mask(rec.trials, 3000, HighGammaConfig(frame_rate_hz=100.0))
+    assert 0 < train_mask.sum() < mask.sum() and not (train_mask & ~mask).any()
+    for split, m in (("flinker", train_mask), ("all", mask)):
+        z = extract_high_gamma(rec, HighGammaConfig(frame_rate_hz=100.0, clip_sd=0.0, baseline_split=split)).neural[m]
+        np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-4)
+        np.testing.assert_allclose(z.std(axis=0), 1.0, atol=1e-4)
     one = extract_high_gamma(rec, HighGammaConfig(zscore="none", n_jobs=1, block_channels=5)).neural
     assert np.array_equal(one, extract_high_gamma(rec, HighGammaConfig(zscore="none", n_jobs=2)).neural)
     st = frame_starts(1024, 1024.0, 125.0)
@@ -169,7 +173,9 @@ def _simulated(clean: bool):
     from neurovox.simulate import SimulateConfig, simulate
 
     extra = dict(raw_background_uv=0.0, raw_white_uv=0.0, line_noise_uv=0.0) if clean else {}
-    recs, gt = simulate(SimulateConfig(n_trials=10, snr_db=30.0, layout="grid8x8", **extra), 0, ("raw",))
+    # linear encoding: every contact carries speech-driven high gamma, so every contact has a correlation to score
+    recs, gt = simulate(SimulateConfig(n_trials=10, snr_db=30.0, layout="grid8x8", encoding="linear", **extra), 0,
+                        ("raw",))
     return recs["raw"], gt
 
 

@@ -46,7 +46,11 @@ def report_dir(tmp_path_factory):
     from torch.utils.tensorboard import SummaryWriter
 
     root = tmp_path_factory.mktemp("report")
+    import dataclasses
+
     test = _make_test_set(str(tmp_path_factory.mktemp("speech")))
+    # a no-neural baseline: another trial's spectrogram (the report must show it and the gain over it)
+    test = dataclasses.replace(test, baselines={"onset_mean": np.roll(test.mel_db, 1, axis=0)})
     logs = root / "logs"
     writer = SummaryWriter(str(logs / "version_0"))
     for step in range(20):
@@ -75,16 +79,32 @@ def test_report_files_exist_and_table_matches(report_dir):
     imgs = [s for t, s in parsed.srcs if t == "img"]
     assert "figures/training_curves.png" in imgs
     assert sum("_spectrogram.png" in s for s in imgs) == 2 and sum("_params.png" in s for s in imgs) == 2
-    assert sum(t == "audio" for t, _ in parsed.srcs) == 2 * 3  # reference, decoded, resynthesis
+    assert sum(t == "audio" for t, _ in parsed.srcs) == 2 * 4  # reference, decoded, resynthesis, no-neural baseline
 
     saved = json.loads((report_dir / "metrics.json").read_text())
     checked = 0
     for cell in parsed.cells:
         kind, metric = cell["data-kind"], cell["data-metric"]
-        table = {"decoded": saved["metrics"], "ceiling": saved["ceiling"]}.get(kind) or saved["chance"][kind[len("chance_"):]]
-        assert float(cell["data-value"]) == pytest.approx(table[metric]["mean"], rel=1e-12), (kind, metric)
+        if "data-value" not in cell:  # an empty cell ("-") is only right where metrics.json has no value
+            assert kind.startswith("gain_") and metric == "pcc_per_bin", (kind, metric)
+            continue
+        if kind.startswith("gain_"):
+            value = saved["gain"][kind[len("gain_"):]][metric]["mean"]
+            assert cell["data-above"] == str(saved["gain"][kind[len("gain_"):]][metric]["above"]).lower()
+        elif kind.startswith("baseline_"):
+            value = saved["baselines"][kind[len("baseline_"):]][metric]["mean"]
+        elif kind.startswith("chance_"):
+            value = saved["chance"][kind[len("chance_"):]][metric]["mean"]
+        else:
+            value = {"decoded": saved["metrics"], "ceiling": saved["ceiling"]}[kind][metric]["mean"]
+        assert float(cell["data-value"]) == pytest.approx(value, rel=1e-12), (kind, metric)
         checked += 1
-    assert checked == 6 * 4  # 6 metrics x (decoded, 2 chance levels, ceiling)
+    # 7 metrics x (decoded, 2 chance levels, baseline, gain over it, ceiling), less the per-bin PCC's gain
+    # (the per-bin PCC pools trials, so it has no paired per-trial gain)
+    assert checked == 7 * 6 - 1
+    assert saved["gain"]["onset_mean"]["pcc"]["above"]  # the perfect decoder beats another trial's spectrogram
+    text = html_path.read_text()
+    assert "beats the no-neural baseline" in text
     text = html_path.read_text()
     assert f"{saved['metrics']['stoi']['mean']:.3f}" in text
 

@@ -34,7 +34,7 @@ _SERVER = multiprocessing.get_context("forkserver")
 _SERVER.set_forkserver_preload(["torch", "lightning.pytorch", "neurovox.cli", "neurovox.decoders.train",
                                 "neurovox.encoder.train", "neurovox.diffusion.train_likelihood", "tests.test_resume"])
 
-SPEECH = ["--set", "prepare.praat=false", "--set", "speech.split_scheme=kfold", "--set", "speech.max_steps=12",
+SPEECH = ["--set", "prepare.praat=false", "--set", "split.scheme=kfold", "--set", "split.n_folds=5", "--set", "speech.max_steps=12",
           "--set", "speech.batch_size=2", "--set", "speech.n_frames=64", "--set", "speech.checkpoint_every=4",
           "--set", "speech.n_examples=0", "--set", "speech.warmup_steps=2", "--set", "encoder.hidden=16",
           "--set", "encoder.n_blocks=1", "--set", "encoder.dropout=0.1"]

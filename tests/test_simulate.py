@@ -1,4 +1,5 @@
-"""Simulated participants: corpus, determinism, realism (lags, tunings, SNR, bad channels), layouts, raw."""
+"""Simulated participants: corpus, determinism, the LINEAR encoding model (lags, tunings, SNR, bad
+channels), layouts, raw. The realistic model (the default) is tested in test_simulate_realistic.py."""
 
 import numpy as np
 import pytest
@@ -17,6 +18,19 @@ from neurovox.simulate import (
     speech_feature,
 )
 from neurovox.simulate.corpus import corpus_dir
+
+
+@pytest.fixture(scope="module")
+def sim_lin_8x8():
+    """The shared `sim_hg_8x8` participant (60 trials, 8x8, 0 dB, seed 0) with the linear encoding."""
+    return simulate_participant(SimulateConfig(n_trials=60, layout="grid8x8", encoding="linear"), 0, kind="high_gamma")
+
+
+@pytest.fixture(scope="module")
+def sim_lin_raw():
+    """The shared `sim_raw` participant (20 trials, 2 sEEG shafts, raw, seed 0) with the linear encoding."""
+    cfg = SimulateConfig(n_trials=20, layout="seeg", n_seeg_shafts=2, line_freq_hz=60.0, encoding="linear")
+    return simulate_participant(cfg, 0, kind="raw")
 
 
 def xcorr_lags(x: np.ndarray, y: np.ndarray, max_lag: int = 40) -> tuple[np.ndarray, np.ndarray]:
@@ -96,8 +110,8 @@ def test_speech_timeline_is_natural(sim_hg_8x8):
 
 
 # ------------------------------------------------------------------------------------ realism
-def test_lags_recoverable_by_cross_correlation(sim_hg_8x8):
-    rec, gt = sim_hg_8x8
+def test_lags_recoverable_by_cross_correlation(sim_lin_8x8):
+    rec, gt = sim_lin_8x8
     loudness = speech_feature(rec.audio).mean(axis=1)          # the simplest audio-derived feature
     lag, peak = xcorr_lags(rec.neural, loudness)
     good = gt.good_mask
@@ -111,8 +125,8 @@ def test_lags_recoverable_by_cross_correlation(sim_hg_8x8):
     assert np.median(peak[good]) > 0.5                                      # 0 dB: r ~ 0.7 at best
 
 
-def test_spectral_tuning_recoverable(sim_hg_8x8):
-    rec, gt = sim_hg_8x8
+def test_spectral_tuning_recoverable(sim_lin_8x8):
+    rec, gt = sim_lin_8x8
     feat = speech_feature(rec.audio)
     z = (feat - feat.mean(0)) / (feat.std(0) + 1e-9)
     x = (rec.neural - rec.neural.mean(0)) / rec.neural.std(0)
@@ -128,8 +142,8 @@ def test_spectral_tuning_recoverable(sim_hg_8x8):
     assert np.median(np.abs(err)) < 4.0
 
 
-def test_measured_snr_equals_stated(sim_hg_8x8):
-    rec, gt = sim_hg_8x8
+def test_measured_snr_equals_stated(sim_lin_8x8):
+    rec, gt = sim_lin_8x8
     good = gt.good_mask
     noise = rec.neural - gt.envelope
     measured = 10 * np.log10(gt.signal.var(0) / noise.var(0))
@@ -138,14 +152,14 @@ def test_measured_snr_equals_stated(sim_hg_8x8):
     r = np.array([np.corrcoef(rec.neural[:, c], gt.envelope[:, c])[0, 1] for c in np.flatnonzero(good)])
     np.testing.assert_allclose(10 * np.log10(r ** 2 / (1 - r ** 2)), gt.snr_db, atol=1.0)
     # the knob: another SNR, with a per-channel spread
-    r10, g10 = simulate_participant(SimulateConfig(n_trials=10, snr_db=10.0, snr_spread_db=3.0), 1)
+    r10, g10 = simulate_participant(SimulateConfig(n_trials=10, snr_db=10.0, snr_spread_db=3.0, encoding="linear"), 1)
     m10 = 10 * np.log10(g10.signal.var(0) / (r10.neural - g10.envelope).var(0))
     np.testing.assert_allclose(m10[g10.good_mask], g10.snr_db_per_channel[g10.good_mask], atol=0.01)
     assert np.all(np.abs(g10.snr_db_per_channel - 10.0) <= 3.0) and g10.snr_db_per_channel.std() > 1.0
 
 
-def test_noise_is_pink_and_common(sim_hg_8x8):
-    rec, gt = sim_hg_8x8
+def test_noise_is_pink_and_common(sim_lin_8x8):
+    rec, gt = sim_lin_8x8
     good = gt.good_mask
     noise = (rec.neural - gt.envelope)[:, good]
     f, p = welch(noise, fs=125.0, nperseg=1024, axis=0)
@@ -156,8 +170,8 @@ def test_noise_is_pink_and_common(sim_hg_8x8):
     assert 0.1 < np.median(off) < 0.5                          # common-mode share (25 % of the variance)
 
 
-def test_bad_channels_are_the_flat_and_noisy_ones(sim_hg_8x8):
-    rec, gt = sim_hg_8x8
+def test_bad_channels_are_the_flat_and_noisy_ones(sim_lin_8x8):
+    rec, gt = sim_lin_8x8
     assert rec.bads == [gt.ch_names[i] for i in gt.bad_channels] and len(rec.bads) == 3
     sd = rec.neural.std(0)
     ratio = sd / np.median(sd)
@@ -167,8 +181,8 @@ def test_bad_channels_are_the_flat_and_noisy_ones(sim_hg_8x8):
         assert (ratio[i] < 0.05) if kind == "flat" else (ratio[i] > 10)
 
 
-def test_tunings_spatially_smooth(sim_hg_8x8):
-    _, gt = sim_hg_8x8
+def test_tunings_spatially_smooth(sim_lin_8x8):
+    _, gt = sim_lin_8x8
     rc = np.array([(i // 8, i % 8) for i in range(64)])
     d = np.abs(rc[:, None] - rc[None]).sum(-1)
     for prop in (gt.tuning_centre_mel, gt.tuning_width_mel, gt.amplitude):
@@ -181,7 +195,7 @@ def test_tunings_spatially_smooth(sim_hg_8x8):
 # ------------------------------------------------------------------------------------ layouts
 @pytest.mark.parametrize("layout,n_channels", [("grid8x8", 64), ("hybrid128", 128), ("hybrid225", 225), ("seeg", None)])
 def test_layouts(layout, n_channels):
-    rec, gt = simulate_participant(SimulateConfig(n_trials=5, layout=layout), 2)
+    rec, gt = simulate_participant(SimulateConfig(n_trials=5, layout=layout, encoding="linear"), 2)
     ch = rec.channels
     if n_channels is not None:
         assert rec.n_channels == n_channels and set(ch["type"]) == {"ecog"}
@@ -246,8 +260,8 @@ def _frame_means(x: np.ndarray, sfreq_hz: float, n_frames: int) -> np.ndarray:
     return out / np.bincount(idx, minlength=n_frames)[:, None]
 
 
-def test_raw_high_gamma_follows_envelope_and_line_noise(sim_raw):
-    rec, gt = sim_raw
+def test_raw_high_gamma_follows_envelope_and_line_noise(sim_lin_raw):
+    rec, gt = sim_lin_raw
     assert rec.neural_kind == "raw" and rec.neural_sfreq_hz == 1024.0 and rec.neural_unit == "V"
     assert rec.n_samples == round(rec.audio.shape[0] / 16000 * 1024)
     good = gt.good_mask
@@ -279,14 +293,15 @@ def test_raw_line_frequency_is_a_knob():
 
 
 # ------------------------------------------------------------------------------------ ground truth file
-def test_ground_truth_round_trip(sim_hg_8x8, tmp_path):
-    _, gt = sim_hg_8x8
+def test_ground_truth_round_trip(sim_lin_8x8, tmp_path):
+    _, gt = sim_lin_8x8
     npz, js = gt.save(tmp_path)
     assert npz.name == "ground_truth.npz" and js.name == "ground_truth.json"
     back = GroundTruth.load(tmp_path)
     for k in GroundTruth._ARRAYS:
         np.testing.assert_array_equal(getattr(back, k), getattr(gt, k))
     assert list(back.site_kind) == list(gt.site_kind) and back.bad_kind == gt.bad_kind
+    assert back.encoding == "linear" and back.model_arrays == {}
     assert back.config == gt.config and back.seed == 0 and back.snr_db == 0.0
     with pytest.raises(DataError, match="ground truth file .* missing"):
         GroundTruth.load(tmp_path / "nowhere")

@@ -153,8 +153,10 @@ def test_fit_recovers_known_trajectory():
     init["formant_hz"] = truth["formant_hz"] * torch.tensor([1.08, 0.93, 1, 1, 1, 1])
     knots = F.interpolate(synth.controls_to_raw(init).transpose(1, 2), size=4, mode="linear", align_corners=True)
     knots = knots.detach().requires_grad_(True)
-    opt = torch.optim.Adam([knots], lr=0.05)
-    for _ in range(40):
+    # lr 0.05 / 40 steps converged on one CPU and not on another (AMD EPYC: f0 error 9.5 %, the first knot
+    # overshooting); lr 0.03 / 80 steps lands within 0.4 % (f0) and 0.8 % (F1-F2) for three noise seeds here.
+    opt = torch.optim.Adam([knots], lr=0.03)
+    for _ in range(80):
         raw = F.interpolate(knots, size=n, mode="linear", align_corners=True).transpose(1, 2)
         out = synth(raw, generator=gen())
         loss = compressed_multires_loss(out.wave, target.wave, n_ffts=(512,))  # wide basins around every partial

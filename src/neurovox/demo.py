@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neurovox.errors import NeurovoxError, RunError
+from neurovox.report.tables import comparison_entry, text_table
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class DemoPlan:
 
     n_trials: int                    # simulated words (5 tasks)
     snr_db: float                    # per-channel high-gamma SNR of the simulated participant, dB
+    encoding: str                    # simulator encoding model: "realistic" (default) or "linear"
     decoders: tuple[tuple[str, str, bool], ...]  # (name, model, causal)
     speech_args: tuple[str, ...]     # extra `train speech` arguments
     decoder_args: tuple[str, ...]    # extra `train decoder` arguments for the deep models
@@ -32,19 +34,19 @@ class DemoPlan:
     expected_min: float              # expected wall time on 2 CPU cores, minutes
 
 
-def make_plan(quick: bool) -> DemoPlan:
+def make_plan(quick: bool, encoding: str = "realistic") -> DemoPlan:
     decoders = (("linear", "linear", False), ("resnet", "resnet", False), ("resnet_causal", "resnet", True))
     if quick:
         # Small speech model (150 steps) and 80 epochs (480 steps, ~80 s) of reference-phase training per deep
         # decoder. A step budget, not a wall-clock cap: a busy machine runs the same steps, only slower, and
         # the learning rate decays over exactly the steps that run.
-        return DemoPlan(n_trials=100, snr_db=0.0, decoders=decoders, quick=True, expected_min=4,
+        return DemoPlan(n_trials=100, snr_db=0.0, encoding=encoding, decoders=decoders, quick=True, expected_min=4,
                         speech_args=("--quick",),
                         decoder_args=("--quick", "--set", "decoder.max_epochs=80", "--set", "decoder.max_minutes=0"))
     # The default speech model at 700 steps reaches the issue-4 bars (held-out PCC >= 0.85, STOI >= 0.6, pitch
     # error <= 5 % with seed 0; tests/test_encoder.py);
     # deep decoders get 2.5 min each: 300 reference-only steps, then spectral + reference loss.
-    return DemoPlan(n_trials=300, snr_db=0.0, decoders=decoders, quick=False, expected_min=10,
+    return DemoPlan(n_trials=300, snr_db=0.0, encoding=encoding, decoders=decoders, quick=False, expected_min=12,
                     speech_args=("--set", "speech.max_steps=700"), decoder_args=("--set", "decoder.max_minutes=2.5"))
 
 
@@ -64,11 +66,12 @@ def _run_cli(argv: list[str], done_marker: Path | None = None) -> float:
     return time.perf_counter() - t0
 
 
-def run_demo(out: Path, *, quick: bool = False, seed: int = 0, overwrite: bool = False) -> Path:
+def run_demo(out: Path, *, quick: bool = False, seed: int = 0, overwrite: bool = False,
+             encoding: str = "realistic") -> Path:
     """Run the whole pipeline into `out` and return the path of the comparison report."""
     from neurovox.report import write_comparison_report
 
-    plan = make_plan(quick)
+    plan = make_plan(quick, encoding)
     out = Path(out)
     if overwrite and out.exists():
         shutil.rmtree(out)
@@ -82,7 +85,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, overwrite: bool =
 
     data_dir = out / "data"
     sim_args = ["simulate", "--out", str(data_dir), "--kind", "high_gamma", "--n-trials", str(plan.n_trials),
-                "--snr-db", str(plan.snr_db), "--seed", str(seed)]
+                "--snr-db", str(plan.snr_db), "--encoding", plan.encoding, "--seed", str(seed)]
     timings["simulate"] = _run_cli(sim_args, data_dir / "config.yaml")
     data_files = sorted(data_dir.glob("*.h5"))
     if len(data_files) != 1:
@@ -107,33 +110,21 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, overwrite: bool =
             ["evaluate", "--run", str(run_dir), "--data", data, "--speech", str(speech), "--out", str(eval_dir),
              "--seed", str(seed)], eval_dir / "metrics.json")
         result = json.loads((eval_dir / "metrics.json").read_text())
-        entries.append({"name": name + (" (causal)" if causal else ""), "metrics": result["metrics"],
-                        "chance": result.get("chance"), "ceiling": result.get("ceiling"),
-                        "report": str((eval_dir / "report.html").resolve()),
-                        "description": f"{model}, {'strictly causal' if causal else 'non-causal'}"})
+        entries.append(comparison_entry(name + (" (causal)" if causal else ""), result, eval_dir / "report.html",
+                                        f"{model}, {'strictly causal' if causal else 'non-causal'}"))
 
     report_dir = out / "report"
     write_comparison_report(
         entries, report_dir, title="neurovox demo: decoding a simulated participant",
-        notes=(f"Simulated participant: 8x8 ECoG grid, {plan.n_trials} words in 5 tasks, high-gamma SNR "
+        notes=(f"Simulated participant ({plan.encoding} encoding model, docs/simulator.md): 8x8 ECoG grid, "
+               f"{plan.n_trials} words in 5 tasks, high-gamma SNR "
                f"{plan.snr_db:g} dB, seed {seed}. Test set: the last 10 trials of each task. Chance: the same "
-               "trained model fed trial-shuffled neural windows. Ceiling: the speech autoencoder's resynthesis "
-               "of the reference audio." + (" Quick settings: small models, few steps." if quick else "")))
+               "trained model fed trial-shuffled neural windows. No-neural baseline: the onset-aligned mean of the "
+               "training windows (handed the trial timing, never the brain); a decoder has decoded speech content "
+               "from the brain only where its gain over it has a CI above 0. Ceiling: the formant speech model's "
+               "resynthesis of the reference audio, shown for the decoders that go through it."
+               + (" Quick settings: small models, few steps." if quick else "")))
     total = time.perf_counter() - t_start
     print("\nStage times: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + f"; total {total / 60:.1f} min")
-    print("\n" + summary_table(entries))
+    print("\n" + text_table(entries))
     return report_dir / "report.html"
-
-
-def summary_table(entries: list[dict]) -> str:
-    """Plain-text table of PCC and STOI with chance and ceiling, one row per decoder."""
-    def fmt(d: dict | None, metric: str) -> str:
-        v = (d or {}).get(metric, {}) or {}
-        return f"{v['mean']:.3f}" if v.get("mean") is not None else "  -  "
-
-    lines = [f"{'decoder':<22} {'PCC':>6} {'chance':>7} {'ceiling':>8} {'STOI':>6} {'chance':>7}"]
-    for e in entries:
-        shuffled = (e.get("chance") or {}).get("shuffled")
-        lines.append(f"{e['name']:<22} {fmt(e['metrics'], 'pcc'):>6} {fmt(shuffled, 'pcc'):>7} "
-                     f"{fmt(e.get('ceiling'), 'pcc'):>8} {fmt(e['metrics'], 'stoi'):>6} {fmt(shuffled, 'stoi'):>7}")
-    return "\n".join(lines)

@@ -14,7 +14,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "finished folds are not recomputed on rerun. Writes OUT/cv_summary.json (mean and SEM "
                     "across folds, with chance and ceiling) and OUT/report.html.")
     p.add_argument("--data", required=True, metavar="FILE", help="recording to cross-validate on")
-    p.add_argument("--speech", metavar="RUN", default=None, help="trained speech run (formant decoders need it)")
+    p.add_argument("--speech", metavar="RUN", default=None,
+                   help="trained speech run (formant decoders need it); refused when it trained on any fold's test trials")
+    p.add_argument("--train-speech", action="store_true",
+                   help="train one speech model per fold on that fold's training trials (OUT/speech/fold<k>/)")
+    p.add_argument("--speech-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting of the per-fold speech models, e.g. speech.max_steps=700 (repeatable)")
     p.add_argument("--models", default="resnet,lstm,linear", help="comma-separated decoders (default resnet,lstm,linear)")
     p.add_argument("--causal", action="store_true", help="train strictly causal decoders")
     p.add_argument("--split", default="kfold", help="kfold | flinker | lowo | swpd (default kfold)")
@@ -34,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     summary = run_cv(args.data, models, args.out, speech_run=args.speech, causal=args.causal, split=args.split,
                      n_folds=args.folds, seed=args.seed if args.seed is not None else 0, quick=args.quick,
                      overrides=list(args.overrides or []), config_path=args.config,
-                     cache_dir=args.cache_dir)
+                     cache_dir=args.cache_dir, train_speech=args.train_speech,
+                     speech_overrides=list(args.speech_set))
     for model, res in summary["models"].items():
         pcc = (res["metrics"] or {}).get("pcc", {})
         ch = ((res["chance"] or {}).get("shuffled") or {}).get("pcc", {})

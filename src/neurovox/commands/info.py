@@ -2,7 +2,8 @@
 
 Participant, format, neural kind/rate/duration, channels by type and the bad ones, grid or shaft
 layout, audio rate and level (RMS and peak in dBFS, clipped fraction), trials per task and the
-most frequent words, what the reader derived, and every notice.
+most frequent words, what the reader derived, and every notice. For a file written by
+`neurovox simulate`, the encoding model and every channel's role from the ground truth beside it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,6 +53,40 @@ def _layout(rec: Recording) -> list[str]:
     return lines
 
 
+GROUND_TRUTH_SEARCH_DEPTH = 4   # bids/sub-XX/ieeg/<file>.nwb sits 4 levels below the simulation folder
+N_ROLE_NAMES = 12
+
+
+def simulated_roles(rec: Recording) -> dict[str, Any] | None:
+    """Encoding and channel roles of a simulated recording, read from the `ground_truth.json` that
+    `neurovox simulate` wrote beside it (searched up to 4 folders up); None when there is none or
+    its channels are not this recording's."""
+    src = rec.meta.source_path
+    if not src:
+        return None
+    folder = Path(src).resolve()
+    for _ in range(GROUND_TRUTH_SEARCH_DEPTH + 1):
+        js = folder / "ground_truth.json"
+        if js.is_file():
+            try:
+                truth = json.loads(js.read_text())
+            except (OSError, ValueError):
+                return None
+            names, kinds = truth.get("ch_names"), truth.get("site_kind")
+            if names != rec.channels["name"].tolist() or not kinds or len(kinds) != len(names):
+                return None
+            by_role: dict[str, list[str]] = {}
+            for name, role in zip(names, kinds):
+                by_role.setdefault(role, []).append(name)
+            from neurovox.simulate.realistic import ROLES
+
+            order = [r for r in ROLES if r in by_role] + sorted(set(by_role) - set(ROLES))
+            return {"ground_truth": str(js), "encoding": truth.get("encoding", "linear"),
+                    "roles": {r: by_role[r] for r in order}}
+        folder = folder.parent
+    return None
+
+
 def summarize(rec: Recording) -> dict[str, Any]:
     """A JSON-ready summary of `rec` (what `neurovox info` prints)."""
     ch = rec.channels
@@ -77,6 +113,7 @@ def summarize(rec: Recording) -> dict[str, Any]:
                    "n_words": len(words), "top_words": words.most_common(N_TOP_WORDS),
                    "mean_duration_s": float(dur.mean()), "extras": sorted(rec.extras)},
         "derived": list(m.derived), "notices": list(m.notes),
+        "simulated": simulated_roles(rec),
     }
 
 
@@ -104,6 +141,12 @@ def format_summary(s: dict[str, Any]) -> str:
     ]
     if t["extras"]:
         lines.append(f"stored keys   {', '.join(t['extras'])}")
+    sim = s.get("simulated")
+    if sim:
+        lines.append(f"simulated     {sim['encoding']} encoding; channel roles from {sim['ground_truth']}")
+        for role, names in sim["roles"].items():
+            more = f" ... ({len(names) - N_ROLE_NAMES} more)" if len(names) > N_ROLE_NAMES else ""
+            lines.append(f"  {role:<20} {len(names):>3}: {', '.join(names[:N_ROLE_NAMES])}{more}")
     for title, items in (("derived", s["derived"]), ("notices", s["notices"])):
         if items:
             lines += [f"{title:<13} - {x}" if i == 0 else f"{'':<13} - {x}" for i, x in enumerate(items)]

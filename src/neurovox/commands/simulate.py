@@ -6,7 +6,7 @@ import argparse
 
 from neurovox.cli import add_config_args
 from neurovox.config import load_config
-from neurovox.simulate.config import LAYOUTS, SIM_KINDS
+from neurovox.simulate.config import ENCODINGS, LAYOUTS, SIM_KINDS
 from neurovox.simulate.output import SimulateRunConfig, write_simulation
 
 
@@ -14,10 +14,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = subparsers.add_parser(
         "simulate", help="write a simulated participant with known ground truth",
         description="Simulate a participant speaking ~50 words over 5 tasks (shipped synthetic voices) with "
-                    "ECoG/sEEG high gamma from an encoding model; write Flinker HDF5 (high gamma, 125 Hz) "
+                    "ECoG/sEEG high gamma from an encoding model (realistic by default, or linear); write Flinker HDF5 (high gamma, 125 Hz) "
                     "and/or SWPD iBIDS/NWB (raw, 1024 Hz) plus ground_truth.npz/.json and config.yaml.")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (must not exist or be empty)")
     p.add_argument("--layout", choices=LAYOUTS, help="electrode layout (default: grid8x8)")
+    p.add_argument("--encoding", choices=ENCODINGS,
+                   help="encoding model: realistic (default; articulatory, auditory and planning components with "
+                        "nonlinearities, variability and drift; docs/simulator.md) or linear (a linear filter of the "
+                        "spectrogram, for comparison)")
     p.add_argument("--kind", choices=SIM_KINDS, help="high_gamma (Flinker HDF5), raw (SWPD NWB) or both (default)")
     p.add_argument("--snr-db", type=float, help="per-channel SNR of the high gamma in dB (default 0)")
     p.add_argument("--n-trials", type=int, help="number of spoken words (default 300)")
@@ -30,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def build_config(args: argparse.Namespace) -> SimulateRunConfig:
     """Config file <- --set overrides <- explicit flags."""
     overrides = list(args.overrides)
-    for flag, key in (("layout", "layout"), ("kind", "kind"), ("snr_db", "snr_db"), ("n_trials", "n_trials")):
+    for flag, key in (("layout", "layout"), ("encoding", "encoding"), ("kind", "kind"), ("snr_db", "snr_db"), ("n_trials", "n_trials")):
         value = getattr(args, flag)
         if value is not None:
             overrides.append(f"simulate.{key}={value}")

@@ -23,7 +23,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "the default synthesizer with the spectral loss only (not needed for --model linear)")
     p.add_argument("--model", choices=MODELS, default=None, help="decoder architecture (default: the config's, resnet)")
     p.add_argument("--causal", action="store_true", default=None,
-                   help="strictly causal decoder (output frame t uses only neural frames <= t)")
+                   help="strictly causal decoder (output frame t uses only neural frames <= t); raw voltage is then "
+                        "prepared causally (prepare.causal=true)")
     p.add_argument("--cache-dir", default=None, metavar="DIR", help="feature cache (default: neurovox's cache)")
     add_config_args(p)
     add_run_args(p)
@@ -48,7 +49,23 @@ def build_config(args: argparse.Namespace):
         flags.append("decoder.causal=true")
     if args.seed is not None:
         flags.append(f"seed={args.seed}")
-    return load_config(DecoderRunConfig, args.config, flags + overrides, base=base)
+    cfg = load_config(DecoderRunConfig, args.config, flags + overrides, base=base)
+    if cfg.decoder.causal and not cfg.prepare.causal and "causal" not in parse_overrides(overrides).get("prepare", {}) \
+            and not _config_sets_prepare_causal(args.config):
+        # a causal decoder prepares raw voltage causally; layered as a flag so config.yaml records what ran
+        cfg = load_config(DecoderRunConfig, args.config, flags + ["prepare.causal=true"] + overrides, base=base)
+    return cfg
+
+
+def _config_sets_prepare_causal(path: str | None) -> bool:
+    """Whether the --config YAML names prepare.causal (then it is the user's choice, checked by training)."""
+    if not path:
+        return False
+    import yaml
+
+    with open(path) as fh:
+        data = yaml.safe_load(fh) or {}
+    return "causal" in (data.get("prepare") or {})
 
 
 def run(args: argparse.Namespace) -> int:

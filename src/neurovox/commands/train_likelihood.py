@@ -45,6 +45,28 @@ def build_config(args: argparse.Namespace):
                        base=QUICK_LIKELIHOOD if args.quick else None)
 
 
+def check_finished_likelihood(out: str, data: str, cfg, *, prior_run: str | None, speech_run: str | None,
+                              cache_dir: str | None) -> None:
+    """The leak checks of `train_likelihood` for an existing likelihood run: its recorded test trials
+    (refused when it records none) against the prior and the speech run."""
+    from neurovox.diffusion.train_likelihood import check_generative_runs
+    from neurovox.errors import RunError
+    from neurovox.io import read_recording
+    from neurovox.preprocess import make_split, prepare
+    from neurovox.preprocess.leakage import training_sources
+    from neurovox.runs import open_run
+
+    lik = open_run(out, expect_kind="likelihood", require_done=True)
+    if training_sources(lik.meta) is None:
+        raise RunError(f"The likelihood run {out!r} does not record which trials it trained on (made by an older "
+                       "neurovox); retrain it: neurovox train likelihood ... --overwrite.")
+    prepared = prepare(read_recording(data), cfg.prepare, cache_dir)
+    split = make_split(prepared, cfg.split.scheme, fold=cfg.split.fold, n_folds=cfg.split.n_folds,
+                       seed=cfg.split.seed, n_target_frames=cfg.window.n_target_frames,
+                       n_lead_frames=cfg.window.n_lead_frames)
+    check_generative_runs(prepared, split, data, prior_run=prior_run, speech_run=speech_run, seed=cfg.split.seed)
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -57,10 +79,15 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--dps-out needs --prior RUN (a finished `neurovox train prior` run).")
     dps_overrides = parse_overrides(args.dps_set)
     cfg = build_config(args)
+    speech_run = dps_overrides.get("speech_run") or None
     if not ((Path(args.out) / "DONE").exists() and args.dps_out and not args.overwrite):
         torch.manual_seed(cfg.seed)  # weight initialisation; only the CLI seeds
-        run_ = train_likelihood(args.data, args.out, cfg, overwrite=args.overwrite, cache_dir=args.cache_dir)
+        run_ = train_likelihood(args.data, args.out, cfg, overwrite=args.overwrite, cache_dir=args.cache_dir,
+                                prior_run=args.prior, speech_run=speech_run)
         print(f"likelihood run written to {run_.path}")
+    elif args.dps_out:  # training skipped: still check the prior and the speech run against its test trials
+        check_finished_likelihood(args.out, args.data, cfg, prior_run=args.prior, speech_run=speech_run,
+                                  cache_dir=args.cache_dir)
     if args.dps_out:
         dps = make_dps_run(args.dps_out, args.prior, args.out, overrides=dps_overrides, seed=cfg.seed,
                            overwrite=args.overwrite)

@@ -5,7 +5,11 @@
 
 --speech takes audio files or directories (WAV/FLAC/OGG, searched recursively) and recordings
 (anything `neurovox.io.read_recording` reads: their microphone audio); the shipped multi-voice
-corpus is added unless --set prior.use_corpus=false.
+corpus is added unless --set prior.use_corpus=false. A recording contributes only the trials outside the
+test set of a split (default flinker; --set prior.split_scheme=kfold --set prior.split_fold=2 ...), so
+the prior never hears the audio a decoder of that recording is scored on. On a simulated participant
+leave its corpus voice out (--set prior.exclude_voices=[flite_awb]): the likelihood stage and
+`neurovox evaluate` refuse a prior that heard the test trials or the voice (run.json "training_data").
 """
 
 from __future__ import annotations

@@ -70,6 +70,8 @@ class _RunDecoder:
 class LinearTrialDecoder(_RunDecoder):
     """The linear baseline of a run: mel dB by regression, audio by Griffin-Lim."""
 
+    synthesis = "griffin_lim"  # predicts the mel directly: the formant model's resynthesis does not bound it
+
     def __init__(self, run: Any):
         from neurovox.decoders.linear import LinearBaseline
 
@@ -88,6 +90,8 @@ class LinearTrialDecoder(_RunDecoder):
 
 class DeepTrialDecoder(_RunDecoder):
     """A deep decoder (ResNet3D, Swin3D, LSTM/GRU) with its frozen synthesizer."""
+
+    synthesis = "formant"
 
     def __init__(self, run: Any, device: str = "cpu", batch_size: int = 16):
         from neurovox.decoders.base import decoder_from_args

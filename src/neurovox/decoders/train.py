@@ -83,6 +83,36 @@ def prepare_data(data_path: str | Path, cfg: Any, cache_dir: Path | None = None)
     return prepared, split, normalizer
 
 
+# How `extract_high_gamma` names its mode in the notes it leaves (preprocess/highgamma.py)
+OFFLINE_HG_NOTE = "offline (sosfiltfilt"
+CAUSAL_HG_NOTE = "causal (sosfilt"
+
+
+def check_causal_config(cfg: Any) -> None:
+    """A causal decoder needs causal features: decoder.causal=true requires prepare.causal=true (forward-only
+    filters and a streaming envelope when the input is raw voltage; `neurovox train decoder --causal` sets it)."""
+    if cfg.decoder.causal and not cfg.prepare.causal:
+        raise ConfigError("decoder.causal=true needs prepare.causal=true (zero-phase high gamma would let future "
+                          "voltage into past frames); drop --set prepare.causal=false or pass both.")
+
+
+def causal_input_provenance(prepared: Any, data_path: str | Path) -> str:
+    """How the neural frames of a causal run were made: "causal" (raw voltage prepared causally, or a file
+    `neurovox preprocess --causal` wrote), or a warning for high gamma of unknown provenance (e.g. the
+    Flinker files), which is used as given. High gamma that records offline (zero-phase) extraction is
+    refused with a DataError."""
+    notes = [str(n) for n in list(prepared.meta.notes) + list(getattr(prepared, "notes", []))]
+    if any(OFFLINE_HG_NOTE in n for n in notes):
+        raise DataError(f"{str(data_path)!r} holds high gamma extracted offline (zero-phase filters), which a causal "
+                        "decoder must not use: run `neurovox preprocess --causal` on the raw recording or pass the raw recording.")
+    if any(CAUSAL_HG_NOTE in n for n in notes):
+        return "causal"
+    msg = (f"warning: {str(data_path)!r} holds high gamma of unknown provenance (not made by neurovox): the causal "
+           "decoder is causal in its neural frames, not necessarily in how they were extracted")
+    warnings.warn(msg, stacklevel=2)
+    return msg
+
+
 def _datasets(prepared: Any, split: Any, normalizer: Any, cfg: DecoderTrainConfig, seed: int) -> dict[str, Any]:
     from neurovox.preprocess import WindowDataset
 
@@ -108,13 +138,25 @@ def train_decoder(data_path: str | Path, out: str | Path, cfg: Any, *, speech_ru
              "causal": dcfg.causal}
     # Everything that can refuse the data (layout, empty split) runs before the run directory exists, so a
     # refusal leaves no half-made run behind (preparation is cached, so a resumed run does not redo it).
+    check_causal_config(cfg)
     prepared, split, normalizer = prepare_data(data_path, cfg, cache_dir)
+    if dcfg.causal:
+        extra["causal_input"] = causal_input_provenance(prepared, data_path)
+    if speech_run is not None and dcfg.model != "linear":  # no test audio in the frozen speech model (issue #14)
+        from neurovox.preprocess.leakage import check_speech_run
+
+        check_speech_run(speech_run, prepared, split, data=data_path, seed=cfg.split.seed)
     layout = derive_layout(prepared.channels, dcfg.model)
     data = _datasets(prepared, split, normalizer, dcfg, cfg.seed)
     if len(data["train"]) == 0:
         raise DataError(f"The {cfg.split.scheme!r} split of {str(data_path)!r} has no training trials.")
-    module = None if dcfg.model == "linear" else _build_checked_module(data, dcfg, layout, prepared, speech_run,
-                                                                        cfg.seed)
+    if dcfg.model == "linear":
+        module = None
+    else:  # without a speech run, the default synthesizer's background noise comes from training frames only
+        from neurovox.preprocess.prepared import training_noise_power
+
+        noise_power, _ = training_noise_power(prepared, cfg.prepare, split.train_frame_mask)
+        module = _build_checked_module(data, dcfg, layout, prepared, speech_run, cfg.seed, noise_power)
     run = start_run(out, kind="decoder", config=cfg, seed=cfg.seed, data_path=data_path, overwrite=overwrite,
                     extra_meta=extra)
     write_json_atomic(run.path / "normalizer.json", normalizer.state_dict())
@@ -164,13 +206,13 @@ def _device(cfg: DecoderTrainConfig) -> str:
 
 
 def _build_checked_module(data: dict[str, Any], cfg: DecoderTrainConfig, layout: GridLayout | None, prepared: Any,
-                          speech_run: Any, seed: int) -> DecoderModule:
+                          speech_run: Any, seed: int, noise_power: np.ndarray) -> DecoderModule:
     """The training module, after checking that a step at cfg.batch_size fits in memory: refuse up front (with
     the batch size that would fit) rather than die of OOM after minutes. The estimate runs the uncropped window
     through the synthesizer, the most a step can hold."""
     from neurovox.utils.resume import plain_loader
 
-    speech = load_frozen_speech(speech_run, getattr(prepared, "noise_power", None))
+    speech = load_frozen_speech(speech_run, noise_power)
     module = _build_module(data, cfg, layout, prepared, speech, seed)
     check_fits(module, next(iter(plain_loader(data["train"], 1))), _device(cfg), batch_size=cfg.batch_size,
                loss_fn=lambda b: module.losses(module.decoder, b, synth=True)["loss"],

@@ -48,13 +48,14 @@ class DpsConfig:
     prior_run: str = ""              # finished prior run directory, path
     likelihood_run: str = ""         # finished likelihood run directory, path
     algorithm: str = "daps"          # "daps" (Langevin on x0 per noise level) or "dps" (gradient through the denoiser)
-    n_steps: int = 50                # noise levels / reverse steps (cold start: spread over all T), count
-    langevin_steps: int = 20         # DAPS: Langevin updates per noise level, count
-    langevin_step_scale: float = 0.01  # DAPS: Langevin step in units of min(sigma_t, 1)^2 tau^2, unitless
+    n_steps: int = 100               # noise levels / reverse steps (cold start: spread over all T), count
+    langevin_steps: int = 10         # DAPS: Langevin updates per noise level, count
+    langevin_step_scale: float = 0.5  # DAPS: Langevin step x the stiffest curvature 1/sigma_t^2 + ||J_A||^2/tau^2, unitless (< 2)
     sampler: str = "ddpm"            # DPS base sampler: "ddpm" (as in DPS) or "ddim"
     eta: float = 1.0                 # DDIM stochasticity (sampler "ddim" only), 0..1
-    guidance_scale: float = 1.0      # DPS: zeta, residual-normalised step; DAPS: weight of the likelihood (0 = prior only)
-    signal_scaled: bool = True       # zeta_t = zeta * sqrt(abar_t) / ||r|| (a step of zeta in x0 space); False = paper's rule
+    guidance_scale: float = 1.0      # weight of the likelihood (1 = calibrated, 0 = prior only); DPS rule "residual": zeta
+    guidance_rule: str = "likelihood"  # DPS: "likelihood" (tau^2-calibrated, PiGDM-widened) or "residual" (zeta / ||r||, the paper's)
+    signal_scaled: bool = True       # DPS rule "residual": zeta_t = zeta * sqrt(abar_t) / ||r|| (a step of zeta in x0 space); False = paper's rule
     clip_x0: float = 1.2             # clip x0_hat to [-1, clip_x0] for the measurement and the step (unit mel scale); 0 = off
     warm_start_run: str = ""         # direct decoder run whose mel output starts the chain ("" = cold), path
     warm_start_t: float = 0.4        # warm start: noise level as a fraction of T (t_start = frac * T), fraction
@@ -72,6 +73,7 @@ class DpsConfig:
         check_range("dps.langevin_steps", self.langevin_steps, 0, None)
         check_range("dps.langevin_step_scale", self.langevin_step_scale, 0.0, None)
         check_option("dps.sampler", self.sampler, ("ddpm", "ddim"))
+        check_option("dps.guidance_rule", self.guidance_rule, ("likelihood", "residual"))
         check_range("dps.eta", self.eta, 0.0, 1.0)
         check_range("dps.n_steps", self.n_steps, 1, None)
         check_range("dps.guidance_scale", self.guidance_scale, 0.0, None)
@@ -137,6 +139,8 @@ class DpsTrialDecoder:
 
             self.warm = load_direct(cfg.dps.warm_start_run)
         self.speech = None
+        # the mel is sampled from the prior, never rendered by the formant model: no resynthesis ceiling
+        self.synthesis = f"diffusion mel, {cfg.dps.vocoder} vocoder"
         if cfg.dps.vocoder == "formant":
             from neurovox.encoder import load_speech_model
 
@@ -198,6 +202,7 @@ class DpsTrialDecoder:
                 else:
                     base = make_sampler(self.schedule, c.sampler, eta=c.eta, clip_x0=c.clip_x0 or None)
                     sampler = PosteriorSampler(base, measurement, guidance_scale=zeta, signal_scaled=c.signal_scaled,
+                                               rule=c.guidance_rule, noise_var=self.noise_var,
                                                x0_range=(-1.0, c.clip_x0) if c.clip_x0 else None)
                     img = posterior_sample(self.denoiser, sampler, y, shape, n_steps=n_steps, x_init=x_init,
                                            t_start=t_start if x_init is not None else None, generator=generator)

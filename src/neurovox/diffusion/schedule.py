@@ -129,3 +129,13 @@ class NoiseSchedule(nn.Module):
             x0 = model_output
             eps = (x_t - a * x0) / s
         return x0, eps
+
+    def to_model_output(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor | int,
+                        x_t: torch.Tensor) -> torch.Tensor:
+        """The denoiser output of this schedule's prediction type that gives (x0, eps) at (x_t, t);
+        the inverse of `to_x0_eps` (used to hand a guided estimate to an unconditional sampler)."""
+        if self.prediction == "epsilon":
+            return eps
+        if self.prediction == "x0":
+            return x0
+        return self._at(self.sqrt_abar, t, x_t) * eps - self._at(self.sqrt_one_minus_abar, t, x_t) * x0

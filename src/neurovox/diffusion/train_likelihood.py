@@ -91,24 +91,48 @@ def evaluate_likelihood(model: LikelihoodModel, ds, n_lead: int, good: np.ndarra
     return {"mse": mse, "mean_r": float(r.mean()), "n_frames": int(p.shape[0])}
 
 
+def check_generative_runs(prepared: Any, split: Any, data_path: str | Path, *, prior_run: str | Path | None = None,
+                          speech_run: str | Path | None = None, seed: int | None = None) -> None:
+    """Refuse a prior (or a formant-vocoder speech run) that heard the test trials of `split`, or, on a simulated
+    participant, its corpus voice (`neurovox.preprocess.leakage`); RunError naming what to retrain."""
+    from neurovox.preprocess.leakage import audio_sha256, check_prior_run, check_speech_run
+
+    sha = audio_sha256(prepared.audio, prepared.trials)
+    if prior_run:
+        check_prior_run(prior_run, prepared, split, data=data_path, audio_sha=sha)
+    if speech_run:
+        check_speech_run(speech_run, prepared, split, data=data_path, seed=seed, audio_sha=sha)
+
+
 def train_likelihood(data_path: str | Path, out: str | Path, cfg: LikelihoodRunConfig, *,
-                     overwrite: bool = False, progress: bool = True, cache_dir: str | Path | None = None) -> Run:
-    """Train A on the training trials of `data_path` into run directory `out`."""
+                     overwrite: bool = False, progress: bool = True, cache_dir: str | Path | None = None,
+                     prior_run: str | Path | None = None, speech_run: str | Path | None = None) -> Run:
+    """Train A on the training trials of `data_path` into run directory `out`.
+
+    `prior_run` / `speech_run`: the prior (and formant-vocoder speech run) the dps run will combine with this
+    model; they are checked against this run's test trials before anything is written
+    (`check_generative_runs`). The training trials are recorded in run.json ("training_data").
+    """
     from neurovox.io import read_recording
     from neurovox.preprocess import Normalizer, WindowDataset, make_split, prepare
+    from neurovox.preprocess.leakage import record_training_data, recording_source
 
     lc, wc = cfg.likelihood, cfg.window
-    run = start_run(out, kind="likelihood", config=cfg, seed=cfg.seed, data_path=data_path, overwrite=overwrite)
     rec = read_recording(data_path)
     prepared = prepare(rec, cfg.prepare, cache_dir)
     split = make_split(prepared, cfg.split.scheme, fold=cfg.split.fold, n_folds=cfg.split.n_folds, seed=cfg.split.seed,
                        n_target_frames=wc.n_target_frames, n_lead_frames=wc.n_lead_frames)
+    check_generative_runs(prepared, split, data_path, prior_run=prior_run, speech_run=speech_run, seed=cfg.split.seed)
     norm = Normalizer().fit(prepared.neural, split.train_frame_mask)
     g = torch.Generator().manual_seed(cfg.seed)
     kw = dict(n_target_frames=wc.n_target_frames, n_lead_frames=wc.n_lead_frames)
     train_ds = WindowDataset(prepared, split, norm, "train", generator=g, **kw)
     val_ds = WindowDataset(prepared, split, norm, "val", **kw) if len(split.val_trials) else None
     test_ds = WindowDataset(prepared, split, norm, "test", **kw)
+    # The run directory is made only now: a refused input (bad data, empty split, a prior that heard the test
+    # trials) leaves nothing behind.
+    run = start_run(out, kind="likelihood", config=cfg, seed=cfg.seed, data_path=data_path, overwrite=overwrite)
+    record_training_data(run, [recording_source(prepared, split, path=data_path, seed=cfg.split.seed)])
     good = np.asarray(prepared.good_mask, dtype=bool)
     whisper = None
     if lc.whisper_dir:

@@ -22,8 +22,9 @@ from neurovox.diffusion import features
 from neurovox.diffusion.denoiser import DenoiserConfig, build_denoiser
 from neurovox.diffusion.prior_report import write_prior_samples
 from neurovox.diffusion.schedule import NoiseSchedule
-from neurovox.diffusion.speech_data import MelWindows, collect_speech, split_streams
+from neurovox.diffusion.speech_data import MelWindows, RecordingSplit, collect_speech, split_streams
 from neurovox.errors import ConfigError, RunError
+from neurovox.preprocess.leakage import record_training_data
 from neurovox.runs import Run, open_run, start_run
 from neurovox.utils.check import check_option, check_range
 from neurovox.utils.memory import MemoryEstimate, check_fits
@@ -48,6 +49,10 @@ class PriorTrainConfig:
     use_corpus: bool = True             # add the shipped multi-voice corpus
     corpus_copies: int = 4              # corpus passes with different pauses/noise/gain, count
     speech_paths: tuple[str, ...] = ()  # audio files/dirs and recordings (set by --speech), paths
+    exclude_voices: tuple[str, ...] = ()  # corpus voices left out (a simulated participant's own voice), names
+    split_scheme: str = "flinker"       # recordings in speech_paths: only trials outside this split's test set
+    split_fold: int = 0                 # test fold of split_scheme (kfold / lowo / swpd), index
+    split_n_folds: int = 10             # folds of split_scheme (kfold / swpd), count
     num_threads: int = 0                # torch CPU threads (0 = torch default), count
 
     def __post_init__(self) -> None:
@@ -55,6 +60,7 @@ class PriorTrainConfig:
         check_option("prior.prediction", self.prediction, ("epsilon", "v", "x0"))
         check_range("prior.ema_decay", self.ema_decay, 0.0, 1.0)
         check_range("prior.val_fraction", self.val_fraction, 0.0, 0.5)
+        check_option("prior.split_scheme", self.split_scheme, ("flinker", "kfold", "lowo", "swpd"))
 
 
 @dataclass
@@ -139,11 +145,18 @@ def train_prior(out: str | Path, cfg: PriorRunConfig, *, overwrite: bool = False
         raise ConfigError(f"prior.n_frames ({pc.n_frames}) must be divisible by 2**(levels-1) = "
                           f"{2 ** (len(cfg.denoiser.channels) - 1)}.")
     check_prior_fits(cfg)  # ResourceError before anything is written when a step will not fit in memory
+    # The speech (and what it is: files, SHA-256, trials, corpus voices) before the run directory exists, so
+    # bad input leaves nothing behind; the sources go into run.json for the likelihood stage and `evaluate`,
+    # which refuse a prior that heard their test trials or a simulated participant's voice.
+    rng = np.random.default_rng(cfg.seed)
+    sources: list[dict] = []
+    streams = collect_speech(list(pc.speech_paths), use_corpus=pc.use_corpus, corpus_copies=pc.corpus_copies, rng=rng,
+                             exclude_voices=pc.exclude_voices, sources=sources,
+                             split=RecordingSplit(pc.split_scheme, pc.split_fold, pc.split_n_folds))
     run = start_run(out, kind="prior", config=cfg, seed=cfg.seed, overwrite=overwrite)
+    record_training_data(run, sources)
     if pc.num_threads:
         torch.set_num_threads(pc.num_threads)
-    rng = np.random.default_rng(cfg.seed)
-    streams = collect_speech(list(pc.speech_paths), use_corpus=pc.use_corpus, corpus_copies=pc.corpus_copies, rng=rng)
     train_streams, val_streams = split_streams(streams, pc.val_fraction, pc.n_frames)
     n_windows = pc.batch_size * max(1, min(pc.max_steps, 200))  # "epoch" = up to 200 steps
     train_ds = MelWindows(train_streams, pc.n_frames, n_windows, seed=cfg.seed)

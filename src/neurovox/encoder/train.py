@@ -25,6 +25,7 @@ from neurovox.encoder.losses import multires_loss, praat_loss, regularisers, spe
 from neurovox.encoder.model import EncoderConfig, SpeechEncoder
 from neurovox.errors import RunError
 from neurovox.preprocess.config import PrepareConfig
+from neurovox.preprocess.splits import SplitConfig
 from neurovox.synth import FormantSynth, SynthConfig
 from neurovox.utils.check import check_option, check_range
 from neurovox.utils.files import atomic_path, write_json_atomic
@@ -49,7 +50,6 @@ class SpeechTrainConfig:
     w_smooth: float = 0.05            # temporal smoothness weight (log f0, log formants)
     w_silence: float = 10.0           # silence -> low loudness weight
     auto_voice: bool = True           # pick synth pitch/formant ranges from the participant's sex (M/F)
-    split_scheme: str = "flinker"     # held-out trials: "flinker" | "kfold" | "lowo"
     device: str = "auto"              # "auto" (GPU if present) | "cpu" | "cuda"
     checkpoint_every: int = 100       # steps between last.ckpt saves
     n_examples: int = 4               # held-out trials written as WAV + PNG
@@ -63,7 +63,6 @@ class SpeechTrainConfig:
         check_range("speech.n_frames", self.n_frames, 32, 4096)
         check_range("speech.lr", self.lr, 0.0, 1.0, inclusive=False)
         check_range("speech.praat_decay_frac", self.praat_decay_frac, 0.0, 1.0)
-        check_option("speech.split_scheme", self.split_scheme, ("flinker", "kfold", "lowo"))
         check_option("speech.device", self.device, ("auto", "cpu", "cuda"))
 
 
@@ -71,6 +70,7 @@ class SpeechTrainConfig:
 class SpeechRunConfig:
     seed: int = 0                                                           # RNG seed, set once by the CLI
     prepare: PrepareConfig = field(default_factory=PrepareConfig)           # features / Praat settings
+    split: SplitConfig = field(default_factory=SplitConfig)                 # held-out trials (as the decoders')
     synth: SynthConfig = field(default_factory=SynthConfig)                 # synthesizer
     encoder: EncoderConfig = field(default_factory=EncoderConfig)           # speech encoder
     speech: SpeechTrainConfig = field(default_factory=SpeechTrainConfig)    # training
@@ -207,6 +207,8 @@ def train_speech_model(data: Any, cfg: SpeechRunConfig, run: Any, *, progress: b
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from neurovox.preprocess import Normalizer, WindowDataset, make_split
+    from neurovox.preprocess.leakage import record_training_data, recording_source
+    from neurovox.preprocess.prepared import training_noise_power
     from neurovox.utils.resume import remove_stale_temporaries, resume_from, step_loader
     from neurovox.utils.resume_lightning import AtomicCheckpointIO, ResumeState
 
@@ -214,8 +216,13 @@ def train_speech_model(data: Any, cfg: SpeechRunConfig, run: Any, *, progress: b
     tcfg.validate()
     prepared = _as_prepared(data, cfg)
     device = _device(tcfg)
-    split = make_split(prepared, tcfg.split_scheme, seed=cfg.seed, n_target_frames=tcfg.n_frames, n_lead_frames=0,
-                       pre_onset_frames=PRE_ONSET_FRAMES)
+    sc = cfg.split
+    split = make_split(prepared, sc.scheme, fold=sc.fold, n_folds=sc.n_folds, seed=sc.seed,
+                       n_target_frames=tcfg.n_frames, n_lead_frames=0, pre_onset_frames=PRE_ONSET_FRAMES)
+    # What this model hears, in run.json before training starts (so an unfinished run says it too): the
+    # decoders, likelihood models and evaluations that use it refuse it when it heard their test trials
+    # (neurovox.preprocess.leakage). The test trials of a split do not depend on the window sizes.
+    record_training_data(run, [recording_source(prepared, split, seed=sc.seed)])
     norm = Normalizer().fit(prepared.neural, split.train_frame_mask)
     train_ds = WindowDataset(prepared, split, norm, "train", n_target_frames=tcfg.n_frames, n_lead_frames=0)
     # Batches are a pure function of (seed, global step): a run resumed mid-epoch draws what an
@@ -223,7 +230,8 @@ def train_speech_model(data: Any, cfg: SpeechRunConfig, run: Any, *, progress: b
     loader = step_loader(train_ds, tcfg.batch_size, cfg.seed)
 
     synth_cfg = resolve_synth_config(cfg.synth, prepared.meta.sex, tcfg.auto_voice)
-    synth = FormantSynth(synth_cfg, noise_power=prepared.noise_power)
+    noise_power, noise_note = training_noise_power(prepared, cfg.prepare, split.train_frame_mask)  # no test trials
+    synth = FormantSynth(synth_cfg, noise_power=noise_power)
     encoder = SpeechEncoder(cfg.encoder, init_raw=neutral_raw(synth))
     encoder.set_input_stats(prepared.spec_power[split.train_frame_mask])
     encoder.to(device)
@@ -267,7 +275,7 @@ def train_speech_model(data: Any, cfg: SpeechRunConfig, run: Any, *, progress: b
     metrics.update(train_time_s=round(train_s, 1), max_steps=tcfg.max_steps, step_time_s=round(step_s, 3),
                    encoder_parameters=encoder.n_parameters, device=device,
                    synth_config=dataclasses.asdict(synth_cfg), data_sha256=prepared.source_sha256,
-                   split=split.scheme)
+                   split=split.scheme, fold=split.fold, n_folds=split.n_folds, noise_spectrum=noise_note)
     write_json_atomic(Path(run.path) / "metrics.json", metrics)
     return metrics
 

@@ -10,12 +10,18 @@ that cannot carry the right information, computed exactly like the real score:
   from the shifted series at the original positions. This keeps the neural signal's own
   statistics and temporal structure but breaks its alignment with the speech.
 
+`no_neural_baselines` scores the predictions of `neurovox.evaluate.baselines` (built from the
+training trials, no neural data) exactly like a decoder, and `gains` compares the decoder with each
+of them trial by trial (paired bootstrap CI, Wilcoxon signed-rank test). `by_word` repeats the
+summaries for test trials whose word was / was not among the training words.
+
 `ceiling` scores the speech autoencoder's resynthesis of the reference audio: the best any
-decoder that goes through that synthesizer can do.
+decoder that goes through that synthesizer can do (so it is only reported for such decoders).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -26,10 +32,13 @@ from neurovox import dsp
 from neurovox.errors import DataError
 from neurovox.evaluate import metrics as M
 
-TRIAL_METRICS = ("pcc", "stoi", "estoi", "stoi_plus", "mcd_db")
+TRIAL_METRICS = ("pcc", "pcc_tilt", "stoi", "estoi", "stoi_plus", "mcd_db")
 SUMMARY_METRICS = TRIAL_METRICS + ("pcc_per_bin",)
 METRIC_INFO = {
-    "pcc": ("PCC (per trial)", "Pearson r of mel spectrograms over each trial's speech segment (Chen et al.)", True),
+    "pcc": ("PCC (per trial)", "Pearson r of dB mel spectrograms over each trial's speech segment (Chen et al.); "
+                               "dominated by the spectral tilt of speech: a constant speech spectrum scores ~0.65", True),
+    "pcc_tilt": ("PCC, tilt removed", "per-trial PCC after subtracting each mel bin's mean over the training speech "
+                                      "frames: only trial-specific spectral structure counts (constant spectrum = 0)", True),
     "pcc_per_bin": ("PCC (per mel bin)", "Pearson r per mel bin over concatenated test frames, mean over bins (SWPD)", True),
     "stoi": ("STOI", "pystoi, per trial window", True),
     "estoi": ("ESTOI", "pystoi extended, per trial window", True),
@@ -43,6 +52,7 @@ class TrialDecoder(Protocol):
 
     n_lead_frames: int
     n_target_frames: int
+    synthesis: str  # "formant": rendered by the formant speech model (its resynthesis bounds it); else e.g. "griffin_lim"
 
     def decode(self, neural_windows: np.ndarray, generator: Any = None) -> dict[str, np.ndarray]: ...
 
@@ -64,6 +74,13 @@ class TestSet:
         The whole normalised neural recording (for the circular-shift control).
     trials, labels : trial row and word of each window.
     f0_hz, formants_hz : reference Praat tracks, shapes (n_trials, n_target_frames) and (.., 6), optional.
+    train_mel_mean_db : ndarray, shape (n_mels,), optional
+        Mean of each mel bin over the training speech frames (for the tilt-removed PCC).
+    baselines : dict, optional
+        No-neural baseline predictions ``{name: mel_db (n_trials, n_target_frames, n_mels)}``
+        (`neurovox.evaluate.baselines.baseline_windows`).
+    seen : ndarray of object, shape (n_trials,), optional
+        True / False: the trial's word occurs / does not occur among the training words; None: no word.
     """
 
     neural_windows: np.ndarray
@@ -77,6 +94,9 @@ class TestSet:
     labels: list[str] = field(default_factory=list)
     f0_hz: np.ndarray | None = None
     formants_hz: np.ndarray | None = None
+    train_mel_mean_db: np.ndarray | None = None
+    baselines: dict[str, np.ndarray] = field(default_factory=dict)
+    seen: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.neural_windows)
@@ -91,6 +111,12 @@ class TestSet:
             self.labels = [str(t) for t in self.trials]
         if len(self.labels) != n or len(self.trials) != n:
             raise DataError(f"TestSet has {n} windows but {len(self.trials)} trial ids and {len(self.labels)} labels.")
+        for name, mel in self.baselines.items():
+            if np.shape(mel) != np.shape(self.mel_db):
+                raise DataError(f"TestSet baseline {name!r} has shape {np.shape(mel)}; the references have "
+                                f"{np.shape(self.mel_db)}.")
+        if self.seen is not None and len(self.seen) != n:
+            raise DataError(f"TestSet.seen has {len(self.seen)} entries for {n} windows.")
 
     @property
     def n_trials(self) -> int:
@@ -123,8 +149,10 @@ def score_trials(test: TestSet, decoded: dict[str, np.ndarray], sfreq_hz: int = 
     if audio.shape != test.audio.shape:
         raise DataError(f"Decoded audio has shape {audio.shape}; the references have {test.audio.shape}.")
     ref_mel = np.asarray(test.mel_db, dtype=np.float64)
-    per_trial = {
-        "pcc": M.pcc_per_trial(ref_mel, mel, test.speech_mask),
+    per_trial = {"pcc": M.pcc_per_trial(ref_mel, mel, test.speech_mask)}
+    if test.train_mel_mean_db is not None:
+        per_trial["pcc_tilt"] = M.pcc_tilt_removed(ref_mel, mel, test.train_mel_mean_db, test.speech_mask)
+    per_trial |= {
         "stoi": M.stoi(test.audio, audio, sfreq_hz),
         "estoi": M.estoi(test.audio, audio, sfreq_hz),
         "stoi_plus": M.stoi_plus(test.audio, audio, sfreq_hz),
@@ -145,27 +173,39 @@ def _pcc_bins_from_stats(stats: np.ndarray, n_frames: int) -> np.ndarray:
     vy = syy - sy ** 2 / n_frames
     with np.errstate(invalid="ignore", divide="ignore"):
         r = cov / np.sqrt(vx * vy)
-    return np.nanmean(np.where(np.isfinite(r), r, np.nan), axis=-1)
+    r = np.where(np.isfinite(r), r, np.nan)
+    with warnings.catch_warnings():  # a constant prediction (the constant-spectrum baseline) has no finite bin
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(r, axis=-1)
 
 
-def summarize(scores: dict[str, Any], generator: np.random.Generator, n_boot: int = 2000,
-              ci: float = 0.95) -> dict[str, dict[str, float]]:
-    """Mean, SEM, bootstrap CI over trials and n for every metric in `SUMMARY_METRICS`."""
+def summarize_trials(per_trial: dict[str, np.ndarray], generator: np.random.Generator, n_boot: int = 2000,
+                     ci: float = 0.95) -> dict[str, dict[str, float]]:
+    """Mean, SEM, bootstrap CI over trials and n of every per-trial metric."""
     out: dict[str, dict[str, float]] = {}
-    for name, values in scores["per_trial"].items():
+    for name, values in per_trial.items():
         v = np.asarray(values, dtype=np.float64)
         finite = v[np.isfinite(v)]
         low, high = M.bootstrap_ci(v, n_boot=n_boot, ci=ci, generator=generator)
         out[name] = {"mean": float(finite.mean()) if len(finite) else float("nan"), "sem": M.sem(v),
                      "ci_low": low, "ci_high": high, "n": int(len(finite))}
+    return out
+
+
+def summarize(scores: dict[str, Any], generator: np.random.Generator, n_boot: int = 2000,
+              ci: float = 0.95) -> dict[str, dict[str, float]]:
+    """`summarize_trials` of every per-trial metric, plus the per-bin PCC with its bootstrap CI."""
+    out = summarize_trials(scores["per_trial"], generator, n_boot, ci)
     stats = scores["bin_stats"]
     n_trials = len(stats)
     idx = generator.integers(0, n_trials, size=(min(n_boot, 500), n_trials))
     boot = _pcc_bins_from_stats(stats[idx].sum(1), n_trials * scores["n_frames_per_trial"])
     alpha = (1 - ci) / 2
     bins = scores["pcc_per_bin"]
-    out["pcc_per_bin"] = {"mean": float(np.nanmean(bins)), "sem": float("nan"),
-                          "ci_low": float(np.nanquantile(boot, alpha)), "ci_high": float(np.nanquantile(boot, 1 - alpha)),
+    finite_boot = boot[np.isfinite(boot)]
+    out["pcc_per_bin"] = {"mean": float(np.nanmean(bins)) if np.isfinite(bins).any() else float("nan"), "sem": float("nan"),
+                          "ci_low": float(np.quantile(finite_boot, alpha)) if len(finite_boot) else float("nan"),
+                          "ci_high": float(np.quantile(finite_boot, 1 - alpha)) if len(finite_boot) else float("nan"),
                           "n": int(np.isfinite(bins).sum())}
     return out
 
@@ -268,6 +308,79 @@ def _pool(scores: list[dict[str, Any]]) -> dict[str, Any]:
         "bin_stats": np.concatenate([s["bin_stats"] for s in scores]),
         "n_frames_per_trial": scores[0]["n_frames_per_trial"],
     }
+
+
+# No-neural baselines and gains -------------------------------------------------------------------
+
+def no_neural_baselines(test: TestSet, generator: np.random.Generator, n_boot: int = 2000,
+                        sfreq_hz: int = dsp.SAMPLE_RATE_HZ) -> dict[str, dict[str, Any]]:
+    """Score each of `test.baselines` exactly like a decoder (audio by Griffin-Lim from its mel).
+
+    Returns
+    -------
+    dict
+        ``{name: {"summary", "per_trial", "decoded"}}`` as `ceiling`; empty when the test set has
+        no baselines.
+    """
+    from neurovox.decoders.linear import mel_db_to_audio
+
+    out = {}
+    for name, mel in test.baselines.items():
+        mel = np.asarray(mel, dtype=np.float32)
+        audio = mel_db_to_audio(mel, generator=np.random.default_rng(generator.integers(2**31)))
+        decoded = {"mel_db": mel, "audio": audio}
+        scores = score_trials(test, decoded, sfreq_hz)
+        out[name] = {"summary": summarize(scores, generator, n_boot), "per_trial": scores["per_trial"],
+                     "decoded": decoded}
+    return out
+
+
+def gains(per_trial: dict[str, np.ndarray], references: dict[str, dict[str, np.ndarray]],
+          generator: np.random.Generator, n_boot: int = 2000) -> dict[str, dict[str, dict[str, float]]]:
+    """Paired gain of the decoder over each reference (baseline or chance), per metric.
+
+    Parameters
+    ----------
+    per_trial : {metric: ndarray (n_trials,)}
+        The decoder's per-trial scores.
+    references : {name: {metric: ndarray (n_trials,)}}
+        The same trials scored for each reference prediction.
+
+    Returns
+    -------
+    ``{name: {metric: neurovox.evaluate.metrics.paired_gain(...)}}`` (positive = decoder better).
+    """
+    return {name: {m: M.paired_gain(per_trial[m], ref[m], METRIC_INFO[m][2], n_boot=n_boot, generator=generator)
+                   for m in per_trial if m in ref}
+            for name, ref in references.items()}
+
+
+def by_word(test: TestSet, per_trial: dict[str, np.ndarray], baselines: dict[str, dict[str, np.ndarray]],
+            chance: dict[str, np.ndarray] | None, generator: np.random.Generator,
+            n_boot: int = 2000) -> dict[str, dict[str, Any]]:
+    """Summaries and gains for the test trials whose word was seen / unseen in training.
+
+    Returns
+    -------
+    dict
+        ``{"seen"|"unseen": {"n_trials", "words", "metrics", "baselines", "chance_shuffled", "gain"}}``;
+        a group without trials has only ``n_trials`` = 0. Empty when `test.seen` is None.
+    """
+    if test.seen is None:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for group, flag in (("seen", True), ("unseen", False)):
+        idx = np.flatnonzero(np.array([s is flag for s in test.seen]))
+        entry: dict[str, Any] = {"n_trials": int(len(idx)), "words": sorted({test.labels[i] for i in idx})}
+        if len(idx) >= 2:
+            pick = lambda d: {m: np.asarray(v)[idx] for m, v in d.items()}  # noqa: E731
+            entry["metrics"] = summarize_trials(pick(per_trial), generator, n_boot)
+            entry["baselines"] = {b: summarize_trials(pick(v), generator, n_boot) for b, v in baselines.items()}
+            if chance is not None:
+                entry["chance_shuffled"] = summarize_trials(pick(chance), generator, n_boot)
+            entry["gain"] = gains(pick(per_trial), {b: pick(v) for b, v in baselines.items()}, generator, n_boot)
+        out[group] = entry
+    return out
 
 
 # Ceiling -----------------------------------------------------------------------------------------

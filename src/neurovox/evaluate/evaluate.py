@@ -6,8 +6,9 @@
 training normaliser, builds the test windows, and hands them to `evaluate_test_set`, which decodes,
 scores (metrics, bootstrap CIs, chance levels, ceiling) and writes one self-contained folder:
 
-    OUT/metrics.json   metrics, chance, ceiling, per-trial values, config, data hash, versions, seed
-    OUT/audio/         trialNN_decoded.wav, trialNN_reference.wav (16 kHz)
+    OUT/metrics.json   metrics, chance, no-neural baselines, gains over them, seen/unseen words,
+                       ceiling, per-trial values, config, data hash, versions, seed
+    OUT/audio/         trialNN_decoded.wav, trialNN_reference.wav, trialNN_onset_mean.wav, ... (16 kHz)
     OUT/report.html    + OUT/figures/*.png (see neurovox.report)
 
 The folder is written under a temporary name and renamed when complete.
@@ -25,12 +26,16 @@ import numpy as np
 
 from neurovox import __version__, dsp
 from neurovox.errors import DataError, RunError
+from neurovox.evaluate.baselines import BASELINE_INFO, baseline_windows, seen_words, train_speech_mean_db
 from neurovox.evaluate.chance import (
     METRIC_INFO,
     TestSet,
     TrialDecoder,
+    by_word,
     ceiling,
     chance_levels,
+    gains,
+    no_neural_baselines,
     score_trials,
     summarize,
     windows_from_series,
@@ -53,7 +58,8 @@ def evaluate_test_set(decoder: TrialDecoder, test: TestSet, out_dir: str | Path,
     decoder : TrialDecoder
         Anything with ``decode(neural_windows (n, n_lead + n_target, n_channels), generator) -> dict``
         of ``mel_db`` (n, n_target, n_mels), ``audio`` (n, n_target * 128) and optionally
-        ``params`` (n, n_target, 18).
+        ``params`` (n, n_target, 18), and ``synthesis``: "formant" when its output is rendered by the
+        formant speech model (the resynthesis ceiling then bounds it), else what renders it.
     test : TestSet
     out_dir : path
         Output folder (replaced atomically).
@@ -83,10 +89,17 @@ def evaluate_test_set(decoder: TrialDecoder, test: TestSet, out_dir: str | Path,
     scores = score_trials(test, decoded)
     summary = summarize(scores, rng, n_boot)
     chance = chance_levels(decoder, test, rng, decode_generator=decode_gen, n_repeats=n_chance_repeats, n_boot=n_boot)
+    base = no_neural_baselines(test, rng, n_boot=n_boot)
+    base_per_trial = {name: b["per_trial"] for name, b in base.items()}
+    chance_per_trial = {f"chance_{name}": c["per_trial"] for name, c in chance.items()}
     ceil = None
-    if resynthesize is not None:
+    if resynthesize is not None and decoder.synthesis != "formant":
+        # The formant speech model's resynthesis bounds only decoders whose output goes through it.
+        ceiling_note = (f"not shown: this decoder's output does not go through the formant speech model "
+                        f"({decoder.synthesis}), so its resynthesis is no bound for it")
+    elif resynthesize is not None:
         ceil = ceiling(resynthesize, test, rng, n_boot=n_boot)
-        ceiling_note = ceiling_note or "speech autoencoder resynthesis of the reference audio"
+        ceiling_note = ceiling_note or "formant speech model's resynthesis of the reference audio (the formant path's ceiling)"
     result: dict[str, Any] = {
         "title": title,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -95,16 +108,24 @@ def evaluate_test_set(decoder: TrialDecoder, test: TestSet, out_dir: str | Path,
         "seed": seed,
         **(meta or {}),
         "n_trials": test.n_trials,
+        "synthesis": decoder.synthesis,
         "metric_info": {k: {"label": v[0], "description": v[1], "higher_is_better": v[2]} for k, v in METRIC_INFO.items()},
         "metrics": summary,
         "chance": {name: c["summary"] for name, c in chance.items()},
         "chance_draws": {name: c["draws"] for name, c in chance.items()},
+        "baselines": {name: b["summary"] for name, b in base.items()},
+        "baseline_info": {name: {"label": v[0], "description": v[1]} for name, v in BASELINE_INFO.items() if name in base},
+        # positive = the decoder is better; "above" = its paired-bootstrap CI excludes 0
+        "gain": gains(scores["per_trial"], {**base_per_trial, **chance_per_trial}, rng, n_boot),
+        "by_word": by_word(test, scores["per_trial"], base_per_trial,
+                           chance["shuffled"]["per_trial"] if "shuffled" in chance else None, rng, n_boot),
         "ceiling": ceil["summary"] if ceil else None,
         "ceiling_note": ceiling_note or "no speech model given: ceiling not computed",
         "pcc_per_bin": scores["pcc_per_bin"],
         "per_trial": {
             "decoded": scores["per_trial"],
-            **{f"chance_{name}": c["per_trial"] for name, c in chance.items()},
+            **chance_per_trial,
+            **{f"baseline_{name}": v for name, v in base_per_trial.items()},
             **({"ceiling": ceil["per_trial"]} if ceil else {}),
         },
         "trials": [],
@@ -112,7 +133,10 @@ def evaluate_test_set(decoder: TrialDecoder, test: TestSet, out_dir: str | Path,
     out_dir = Path(out_dir)
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
-        result["trials"] = _write_wavs(tmp / "audio", test, decoded, ceil["decoded"] if ceil else None)
+        extra = {name: b["decoded"]["audio"] for name, b in base.items()}
+        if ceil:
+            extra["resynthesis"] = ceil["decoded"]["audio"]
+        result["trials"] = _write_wavs(tmp / "audio", test, decoded, extra)
         result = _json_clean(result)
         write_json_atomic(tmp / "metrics.json", result)
         if write_report:
@@ -133,16 +157,17 @@ def _check_decoded(decoded: Any, test: TestSet) -> None:
 
 
 def _write_wavs(folder: Path, test: TestSet, decoded: dict[str, np.ndarray],
-                resynth: dict[str, np.ndarray] | None) -> list[dict[str, Any]]:
+                extra: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """trialNNN_{decoded,reference,<extra name>}.wav per trial; extra: {name: audio (n_trials, n_samples)}."""
     import soundfile as sf
 
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for i in range(test.n_trials):
-        row: dict[str, Any] = {"index": i, "trial": int(test.trials[i]), "label": str(test.labels[i])}
+        row: dict[str, Any] = {"index": i, "trial": int(test.trials[i]), "label": str(test.labels[i]),
+                               "seen_word": None if test.seen is None else test.seen[i]}
         pairs = [("decoded", decoded["audio"][i]), ("reference", test.audio[i])]
-        if resynth is not None:
-            pairs.append(("resynthesis", resynth["audio"][i]))
+        pairs += [(name, audio[i]) for name, audio in extra.items()]
         for name, wave in pairs:
             rel = f"audio/trial{i:03d}_{name}.wav"
             sf.write(folder.parent / rel, _playable(wave), dsp.SAMPLE_RATE_HZ, subtype="PCM_16")
@@ -252,12 +277,17 @@ def build_test_set(decoder: TrialDecoder, run_config: dict[str, Any], data_path:
     else:
         series = None  # the windows cannot be reproduced from the series: no circular-shift control
     trials = np.array([int(it["trial"]) for it in items])
-    labels = [str(prepared.trials["label"].iloc[t]) for t in trials]
+    # SWPD test windows tile the test span and belong to no trial (trial -1): no word label
+    labels = [str(prepared.trials["label"].iloc[t]) if t >= 0 else "" for t in trials]
+    target_starts = np.array([int(it["start_frame"]) for it in items])
     return TestSet(neural_windows=windows, mel_db=stack("mel_db").astype(np.float32), audio=stack("audio"),
                    speech_mask=stack("speech_mask").astype(bool), n_lead_frames=decoder.n_lead_frames,
                    start_frames=starts, neural_series=series, trials=trials, labels=labels,
                    f0_hz=stack("f0_hz") if "f0_hz" in items[0] else None,
-                   formants_hz=stack("formants_hz") if "formants_hz" in items[0] else None)
+                   formants_hz=stack("formants_hz") if "formants_hz" in items[0] else None,
+                   train_mel_mean_db=train_speech_mean_db(prepared, split),
+                   baselines=baseline_windows(prepared, split, target_starts),
+                   seen=seen_words(prepared, split, trials))
 
 
 def find_speech_run(run_config: dict[str, Any], run_meta: dict[str, Any]) -> str | None:
@@ -277,25 +307,16 @@ def find_speech_run(run_config: dict[str, Any], run_meta: dict[str, Any]) -> str
 
 
 def speech_resynthesizer(speech_run: str | Path, seed: int = 0, batch_size: int = 16):
-    """Resynthesis of a speech run: frozen encoder (power spectrogram -> raw controls) then synthesizer.
+    """Resynthesis of a speech run: its frozen encoder (power spectrogram -> raw controls), then its synthesizer.
 
-    Uses ``model.resynthesize(audio)`` when the loaded speech model offers it, else
-    ``model.synth(model.encoder(dsp.stft_power(audio)))`` (the contract `neurovox.decoders` trains against).
+    Returns a callable: reference audio (n, n_samples) -> {"audio", "mel_db"}; the synthesizer's noise is
+    drawn from one generator seeded with `seed`, so the ceiling is reproducible.
     """
     import torch
 
-    try:
-        from neurovox.encoder import load_speech_model
-    except ImportError:
-        from neurovox.encoder.train import load_speech_model
+    from neurovox.encoder import load_speech_model
 
-    model = load_speech_model(speech_run)
-    if hasattr(model, "resynthesize"):
-        return model.resynthesize
-    synth, encoder = getattr(model, "synth", None), getattr(model, "encoder", None)
-    if synth is None or encoder is None:
-        raise RunError(f"The speech model of {str(speech_run)!r} provides neither resynthesize() nor an encoder and "
-                       "a synthesizer; cannot compute the ceiling.")
+    encoder, synth = load_speech_model(speech_run)
 
     @torch.no_grad()
     def resynthesize(audio: np.ndarray) -> dict[str, np.ndarray]:
@@ -303,12 +324,7 @@ def speech_resynthesizer(speech_run: str | Path, seed: int = 0, batch_size: int 
         waves, mels = [], []
         for i in range(0, len(audio), batch_size):
             wave = torch.from_numpy(np.ascontiguousarray(audio[i:i + batch_size], dtype=np.float32))
-            raw = encoder(dsp.stft_power(wave))
-            raw = raw.raw if hasattr(raw, "raw") else raw
-            try:
-                out = synth(raw, generator=gen)
-            except TypeError:
-                out = synth(raw)
+            out = synth(encoder(dsp.stft_power(wave)), generator=gen)
             waves.append(out.wave.cpu().numpy())
             mels.append(dsp.power_to_db(dsp.power_to_mel(out.spec_power)).cpu().numpy())
         return {"audio": np.concatenate(waves), "mel_db": np.concatenate(mels)}
@@ -329,17 +345,20 @@ def evaluate_run(run_dir: str | Path, data_path: str | Path, out_dir: str | Path
     out_dir = Path(out_dir) if out_dir is not None else run.path / "eval"
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "metrics.json").exists():
         raise RunError(f"{str(out_dir)!r} exists and is not an evaluation folder; choose another --out.")
+    speech = speech_run if speech_run is not None else find_speech_run(run.config, run.meta)
+    # No test audio in anything behind the scores (issue #14): the speech run of the ceiling, a dps run's prior,
+    # likelihood run and warm start must not have trained on these test trials; RunError before anything is
+    # written or loaded.
+    from neurovox.preprocess.leakage import check_evaluation
+
+    check_evaluation(run, data_path, speech_run=speech, allow_other_data=allow_other_data, cache_dir=cache_dir)
     decoder = load_decoder(run.path)
     test = build_test_set(decoder, run.config, data_path, seed, Path(cache_dir) if cache_dir else None)
     resynth, note = None, ""
-    speech = speech_run if speech_run is not None else find_speech_run(run.config, run.meta)
     if speech is None:
         note = "no speech run recorded for this decoder (pass --speech RUN): ceiling not computed"
-    else:
-        try:
-            resynth = speech_resynthesizer(speech, seed)
-        except (ImportError, RunError, DataError, OSError) as exc:
-            note = f"ceiling not computed: {exc}"
+    else:  # a speech run that cannot be loaded is an error, never a silently missing ceiling
+        resynth = speech_resynthesizer(speech, seed)
     meta = {"run": {"path": str(run.path.resolve()), "kind": run.kind, "seed": run.meta.get("seed"),
                     "git_hash": run.meta.get("git_hash")},
             "config": run.config, "data": data_meta, "speech_run": str(speech) if speech else None}

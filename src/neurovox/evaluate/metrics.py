@@ -7,11 +7,18 @@ Every function names its convention, because the field uses several:
   (Nature Machine Intelligence 2024). Report mean and SEM over trials.
 - `pcc_per_bin`: Pearson r per mel bin over all concatenated test frames -- the convention of the
   SingleWordProductionDutch (SWPD) baseline (Verwoert et al., Scientific Data 2022).
+- `pcc_tilt_removed`: `pcc_per_trial` after subtracting each mel bin's mean over the TRAINING speech
+  frames from both spectrograms. Per-trial PCC of dB mel is dominated by the spectral tilt of speech
+  (low bins loud, high bins quiet): any speech-like spectrum scores ~0.65 on it. With the tilt
+  removed, only deviations from the average speech spectrum count, so a constant mean spectrum
+  scores 0 and a decoder has to predict what is specific to the trial.
 - `stoi`, `estoi`: short-time objective intelligibility (Taal et al. 2011) and its extended version
   (Jensen & Taal 2016), computed by `pystoi` (the reference implementation).
 - `stoi_plus`: STOI+ (Graetzer & Hopkins 2021), see its docstring.
 - `mel_cepstral_distortion`: MCD in dB from log-mel spectra via a DCT, c0 excluded.
 - `bootstrap_ci`: percentile bootstrap interval of the mean over trials.
+- `paired_gain`: mean per-trial difference of two predictions of the same trials, with a paired
+  bootstrap CI and a Wilcoxon signed-rank test.
 
 The differentiable training loss lives in `neurovox.evaluate.stoi_loss`.
 """
@@ -27,6 +34,7 @@ from neurovox.errors import DataError
 from neurovox.utils.check import check_range, validate_type
 
 MCD_CONSTANT_DB = 10.0 * np.sqrt(2.0) / np.log(10.0)  # dB per unit of natural-log cepstral distance
+FLAT_DB = 1e-4  # dB: a prediction varying less than this around the training mean counts as that mean
 STOI_MIN_FRAMES = 30  # pystoi needs 30 non-silent 25.6 ms frames (384 ms) for one intermediate measure
 
 
@@ -61,6 +69,45 @@ def pcc_per_trial(ref_mel: np.ndarray, dec_mel: np.ndarray, speech_masks: np.nda
     masks = _masks(speech_masks, ref_mel.shape[:2], "pcc_per_trial")
     return np.array([_pearson(r[m], d[m]) if m.any() else np.nan
                      for r, d, m in zip(ref_mel, dec_mel, masks)])
+
+
+def pcc_tilt_removed(ref_mel: np.ndarray, dec_mel: np.ndarray, train_mean_db: np.ndarray,
+                     speech_masks: np.ndarray | None = None) -> np.ndarray:
+    """Per-trial Pearson r after removing the training speech spectrum from both spectrograms.
+
+    Parameters
+    ----------
+    ref_mel, dec_mel : ndarray, shape (n_trials, n_frames, n_mels)
+        Reference and decoded spectrograms on the same log scale (dB).
+    train_mean_db : ndarray, shape (n_mels,)
+        Mean of each mel bin over the training trials' speech frames (training data only).
+    speech_masks : ndarray of bool, shape (n_trials, n_frames), optional
+        Frames inside each trial's speech segment. Default: every frame.
+
+    Returns
+    -------
+    pcc : ndarray, shape (n_trials,)
+        As `pcc_per_trial` on ``ref - train_mean_db`` and ``dec - train_mean_db``, except that a
+        prediction that does not vary around the training mean scores 0 (it carries no information
+        beyond that mean; Pearson r would be undefined; "does not vary" = range under `FLAT_DB`). NaN where the reference is constant or a
+        trial has no speech frame.
+    """
+    ref_mel, dec_mel = _same_shape_3d(ref_mel, dec_mel, "pcc_tilt_removed")
+    mean = np.asarray(train_mean_db, dtype=np.float64)
+    if mean.shape != (ref_mel.shape[-1],) or not np.all(np.isfinite(mean)):
+        raise DataError(f"pcc_tilt_removed: train_mean_db must be a finite array of shape ({ref_mel.shape[-1]},) "
+                        f"(one value per mel bin); got shape {mean.shape}.")
+    masks = _masks(speech_masks, ref_mel.shape[:2], "pcc_tilt_removed")
+    out = np.full(len(ref_mel), np.nan)
+    for i, (r, d, m) in enumerate(zip(ref_mel, dec_mel, masks)):
+        if not m.any():
+            continue
+        dev = d[m] - mean
+        if np.ptp(dev) < FLAT_DB and np.ptp(r[m]) > 0:  # float32 rounding of the mean itself is not a prediction
+            out[i] = 0.0
+        else:
+            out[i] = _pearson(r[m] - mean, dev)
+    return out
 
 
 def pcc_per_bin(ref_frames: np.ndarray, dec_frames: np.ndarray) -> np.ndarray:
@@ -291,6 +338,46 @@ def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, ci: float = 0.95,
     alpha = (1.0 - ci) / 2.0
     low, high = np.quantile(means, [alpha, 1.0 - alpha])
     return float(low), float(high)
+
+
+def paired_gain(values: np.ndarray, baseline: np.ndarray, higher_is_better: bool = True, n_boot: int = 2000,
+                ci: float = 0.95, generator: np.random.Generator | None = None) -> dict[str, float]:
+    """How much better `values` are than `baseline` on the same trials.
+
+    Parameters
+    ----------
+    values, baseline : ndarray, shape (n_trials,)
+        One score per trial for the prediction under test and for the baseline, trial for trial.
+    higher_is_better : bool
+        False for distances (MCD): the gain is then ``baseline - values``, so a positive gain is
+        always an improvement.
+
+    Returns
+    -------
+    dict
+        ``mean`` (mean per-trial gain), ``ci_low``/``ci_high`` (percentile bootstrap over trials of
+        the paired differences), ``p_wilcoxon`` (two-sided Wilcoxon signed-rank test of the paired
+        differences, scipy), ``n`` (trials finite in both) and ``above`` (True when the CI lies above
+        0, i.e. the improvement is not explained by resampling the test trials). NaNs with < 2 trials.
+    """
+    a = np.asarray(values, dtype=np.float64).ravel()
+    b = np.asarray(baseline, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise DataError(f"paired_gain: {a.shape[0]} values but {b.shape[0]} baseline values; both need one per trial.")
+    ok = np.isfinite(a) & np.isfinite(b)
+    diff = (a - b if higher_is_better else b - a)[ok]
+    if len(diff) < 2:
+        return {"mean": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "p_wilcoxon": float("nan"),
+                "n": int(len(diff)), "above": False}
+    low, high = bootstrap_ci(diff, n_boot=n_boot, ci=ci, generator=generator)
+    if np.all(diff == 0):
+        p = 1.0
+    else:
+        from scipy.stats import wilcoxon
+
+        p = float(wilcoxon(diff).pvalue)
+    return {"mean": float(diff.mean()), "ci_low": low, "ci_high": high, "p_wilcoxon": p, "n": int(len(diff)),
+            "above": bool(low > 0)}
 
 
 def sem(values: np.ndarray) -> float:

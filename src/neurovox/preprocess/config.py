@@ -37,6 +37,10 @@ class HighGammaConfig:
     zscore: Literal["baseline", "none"] = "baseline"  # per-channel z-score against the pre-stimulus baseline
     baseline_start_s: float = -0.25      # s relative to speech onset, baseline window start
     baseline_stop_s: float = -0.05       # s relative to speech onset, baseline window end
+    baseline_split: str = "flinker"      # baseline statistics pool the trials outside this split's test set:
+                                         # "flinker", "kfold", "lowo", "swpd" (make_split), or "all" (every trial)
+    baseline_fold: int = 0               # test fold of baseline_split (kfold / lowo / swpd), index
+    baseline_n_folds: int = 10           # folds of baseline_split (kfold / swpd), count
     clip_sd: float = 10.0                # sd, clip z-scores to +-clip_sd (0 = no clipping)
     block_channels: int = 8              # channels per offline block (peak memory grows with n_jobs x block_channels)
     n_jobs: int = 2                      # threads working on channel blocks offline (memory grows with it)
@@ -51,6 +55,7 @@ class HighGammaConfig:
         check_option("seeg_reference", self.seeg_reference, ("shaft_average", "bipolar"))
         check_option("ecog_reference", self.ecog_reference, ("car", "none"))
         check_option("zscore", self.zscore, ("baseline", "none"))
+        check_option("baseline_split", self.baseline_split, ("flinker", "kfold", "lowo", "swpd", "all"))
         if self.line_noise_hz not in (0.0, -1.0, 50.0, 60.0):
             raise ConfigError(f"line_noise_hz must be 50, 60, 0 (auto-detect) or -1 (no notch), got {self.line_noise_hz}.")
         check_range("filter_order", self.filter_order, 1, 10)

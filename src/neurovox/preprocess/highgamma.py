@@ -3,7 +3,8 @@
 Pipeline: re-reference (bad channels excluded from every reference) -> notch the mains harmonics
 in the band -> Butterworth band-pass (70-150 Hz Flinker, 70-170 Hz SWPD) -> envelope -> average
 into frames of 8 ms (125 Hz) or 10 ms (100 Hz) -> optional log -> optional z-score against the
-pre-stimulus baseline (-250..-50 ms before each speech onset, pooled over trials) and clipping.
+pre-stimulus baseline (-250..-50 ms before each speech onset, pooled over the trials outside a split's
+test set: `training_baseline_mask`) and clipping.
 
 - Offline: `sosfiltfilt` (zero phase) and the Hilbert envelope, processed in blocks of channels.
 - Causal (`CausalHighGamma`): `sosfilt` with carried state, rectification and a causal low-pass
@@ -37,7 +38,7 @@ import scipy.fft
 import scipy.signal as ss
 
 from neurovox.dsp import SAMPLE_RATE_HZ
-from neurovox.errors import DataError
+from neurovox.errors import ConfigError, DataError
 from neurovox.io.lazy import is_lazy
 from neurovox.io.recording import Recording
 from neurovox.preprocess.config import HighGammaConfig
@@ -299,14 +300,49 @@ def _normalise(frames: np.ndarray, mask: np.ndarray, clip_sd: float, block_rows:
     return out
 
 
-def baseline_frame_mask(trials, n_frames: int, frame_rate_hz: float, start_s: float, stop_s: float) -> np.ndarray:
-    """Frames lying wholly inside [onset + start_s, onset + stop_s] of some trial, shape (n_frames,) bool."""
+def baseline_frame_mask(trials, n_frames: int, frame_rate_hz: float, start_s: float, stop_s: float,
+                        rows: np.ndarray | None = None) -> np.ndarray:
+    """Frames lying wholly inside [onset + start_s, onset + stop_s] of some trial (of the trial rows `rows`,
+    default all), shape (n_frames,) bool."""
     mask = np.zeros(n_frames, dtype=bool)
-    for onset in trials["onset_s"].to_numpy(float):
+    onsets = trials["onset_s"].to_numpy(float)
+    for onset in (onsets if rows is None else onsets[np.asarray(rows, dtype=np.int64)]):
         a = int(np.ceil((onset + start_s) * frame_rate_hz - 1e-9))
         b = int(np.floor((onset + stop_s) * frame_rate_hz + 1e-9))
         mask[max(a, 0): max(min(b, n_frames), 0)] = True
     return mask
+
+
+def training_baseline_mask(trials, n_frames: int, cfg: HighGammaConfig, where: str = "") -> tuple[np.ndarray, str]:
+    """Baseline frames whose statistics z-score the high gamma, and which trials they pool (for the notes).
+
+    Statistics for normalisation come from training data only: with `cfg.baseline_split` = a split scheme,
+    the baselines of that split's test trials are left out, and so is every frame of its test span (the
+    baseline of a training trial can fall in the tail of a preceding test trial). Decoders trained on the
+    output should then use the same split (`split.scheme`, `split.fold`, `split.n_folds`). "all" pools every
+    trial (the published pipelines' habit: the test trials' statistics reach the training data).
+    """
+    if cfg.baseline_split == "all":
+        return (baseline_frame_mask(trials, n_frames, cfg.frame_rate_hz, cfg.baseline_start_s, cfg.baseline_stop_s),
+                f"all {len(trials)} trials")
+    from neurovox.preprocess.splits import split_trials
+
+    try:
+        split = split_trials(trials, n_frames, cfg.baseline_split, cfg.baseline_fold, cfg.baseline_n_folds,
+                             frame_rate_hz=cfg.frame_rate_hz, where=where)
+    except (DataError, ConfigError) as exc:
+        # A recording too small for the split (a few trials, a task with one trial) cannot be decoded under it
+        # either; its preprocessing still works, and the notes say that every trial was pooled. (Decoders
+        # re-normalise with their training frames anyway: `Normalizer`.)
+        mask = baseline_frame_mask(trials, n_frames, cfg.frame_rate_hz, cfg.baseline_start_s, cfg.baseline_stop_s)
+        return mask, (f"all {len(trials)} trials: the {cfg.baseline_split} split of high_gamma.baseline_split cannot "
+                      f"be made here ({str(exc).split('. ')[0]}); set it to the split your decoders use")
+    rows = np.setdiff1d(np.arange(len(trials)), split.test_trials)
+    mask = baseline_frame_mask(trials, n_frames, cfg.frame_rate_hz, cfg.baseline_start_s, cfg.baseline_stop_s, rows)
+    mask &= ~split.test_frame_mask
+    fold = "" if split.scheme == "flinker" else f" fold {split.fold}/{split.n_folds}"
+    return mask, (f"the {len(rows)} trials outside the test set of the {split.scheme}{fold} split "
+                  f"({len(split.test_trials)} test trials left out)")
 
 
 def resample_audio(audio: np.ndarray, sfreq_hz: float, target_hz: float = SAMPLE_RATE_HZ) -> np.ndarray:
@@ -412,7 +448,7 @@ def extract_high_gamma(rec: Recording, cfg: HighGammaConfig | None = None, *,
     if lazy:
         notes.append(f"raw data streamed from disk in chunks of {format_bytes(budget)} working memory")
     if cfg.zscore == "baseline":
-        mask = baseline_frame_mask(rec.trials, n_frames, cfg.frame_rate_hz, cfg.baseline_start_s, cfg.baseline_stop_s)
+        mask, pooled = training_baseline_mask(rec.trials, n_frames, cfg, where)
         if mask.sum() < 2:
             raise DataError(f"no pre-stimulus baseline frames in {where} ({cfg.baseline_start_s}..{cfg.baseline_stop_s} s "
                             "before each onset fall outside the recording). Use zscore='none' and normalise "
@@ -420,7 +456,8 @@ def extract_high_gamma(rec: Recording, cfg: HighGammaConfig | None = None, *,
         frames = _normalise(frames, mask, cfg.clip_sd)
         unit = "z (baseline)"
         notes.append(f"z-scored against {int(mask.sum())} pre-stimulus baseline frames "
-                     f"({cfg.baseline_start_s * 1e3:g}..{cfg.baseline_stop_s * 1e3:g} ms), clipped at +-{cfg.clip_sd:g} sd")
+                     f"({cfg.baseline_start_s * 1e3:g}..{cfg.baseline_stop_s * 1e3:g} ms) of {pooled}, "
+                     f"clipped at +-{cfg.clip_sd:g} sd")
     trials = rec.trials
     dur_s = n_frames / cfg.frame_rate_hz
     if (trials["offset_s"] > dur_s).any():  # trimming to whole frames may cut the last trial short

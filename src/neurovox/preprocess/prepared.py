@@ -56,7 +56,8 @@ class Prepared:
     voiced: np.ndarray          # (n_frames,) bool
     formants_hz: np.ndarray     # (n_frames, 6) float32, NaN where undefined
     intensity_db: np.ndarray    # (n_frames,) float32
-    noise_power: np.ndarray     # (256,) float32, mean pre-speech silence power spectrum
+    noise_power: np.ndarray     # (256,) float32, mean pre-speech silence power spectrum of ALL trials (descriptive;
+                                # a model uses `training_noise_power`, which never reads test trials)
     trials: pd.DataFrame        # onset_frame, offset_frame (exclusive), onset_s, offset_s, label, task
     channels: pd.DataFrame      # as Recording.channels (after re-referencing)
     meta: RecordingMeta
@@ -164,6 +165,21 @@ def _compute(rec: Recording, cfg: PrepareConfig, source_sha256: str, chunk_mb: f
                     f0_hz=feats.f0_hz, voiced=feats.voiced, formants_hz=feats.formants_hz,
                     intensity_db=feats.intensity_db, noise_power=noise, trials=trials, channels=channels,
                     meta=meta, source_sha256=source_sha256, mel23_log=feats.mel23_log, notes=notes)
+
+
+def training_noise_power(prepared: Prepared, cfg: PrepareConfig, frame_mask: np.ndarray) -> tuple[np.ndarray, str]:
+    """Background-noise power spectrum (256,) from the pre-speech silence of the frames in `frame_mask`
+    (a split's `train_frame_mask`), and how it was obtained.
+
+    `Prepared.noise_power` pools the silence before every trial, test trials included; it stays in the
+    cache because the cache does not depend on a split. Whatever a model learns from (the synthesizer's
+    background noise) is computed here, from training frames only, with the same settings.
+    """
+    on = prepared.trials["onset_frame"].to_numpy(np.int64)
+    off = prepared.trials["offset_frame"].to_numpy(np.int64)
+    return noise_spectrum(prepared.spec_power, on, off, frame_mask=frame_mask,
+                          context_frames=int(round(cfg.noise_context_s * FRAME_RATE_HZ)),
+                          guard_frames=int(round(cfg.noise_guard_s * FRAME_RATE_HZ)))
 
 
 def save_prepared(prep: Prepared, directory: str | os.PathLike) -> Path:

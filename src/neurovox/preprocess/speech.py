@@ -180,13 +180,22 @@ def noise_frame_mask(onset_frame: np.ndarray, offset_frame: np.ndarray, n_frames
 
 
 def noise_spectrum(spec_power: np.ndarray, onset_frame: np.ndarray, offset_frame: np.ndarray, *,
-                   context_frames: int, guard_frames: int) -> tuple[np.ndarray, str]:
-    """Mean background-noise power spectrum (256,) from pre-speech silence, and how it was obtained."""
+                   context_frames: int, guard_frames: int,
+                   frame_mask: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+    """Mean background-noise power spectrum (256,) from pre-speech silence, and how it was obtained.
+
+    `frame_mask` (n_frames,) bool restricts it to those frames (a split's `train_frame_mask`: a model
+    must not learn the background of its test trials); None uses every frame.
+    """
+    allowed = np.ones(len(spec_power), dtype=bool) if frame_mask is None else np.asarray(frame_mask, dtype=bool)
     mask = noise_frame_mask(onset_frame, offset_frame, len(spec_power),
-                            context_frames=context_frames, guard_frames=guard_frames)
+                            context_frames=context_frames, guard_frames=guard_frames) & allowed
+    which = "" if frame_mask is None else " of the training frames"
     if mask.sum() >= 5:
-        return spec_power[mask].mean(axis=0).astype(np.float32), f"noise spectrum from {int(mask.sum())} pre-speech silence frames"
-    energy = spec_power.sum(axis=1)
+        return spec_power[mask].mean(axis=0).astype(np.float32), (
+            f"noise spectrum from {int(mask.sum())} pre-speech silence frames{which}")
+    pool = spec_power[allowed] if allowed.sum() >= 10 else spec_power
+    energy = pool.sum(axis=1)
     quiet = energy <= np.quantile(energy, 0.1)
-    return spec_power[quiet].mean(axis=0).astype(np.float32), (
-        "noise spectrum from the quietest 10% of frames (too few pre-speech silence frames)")
+    return pool[quiet].mean(axis=0).astype(np.float32), (
+        f"noise spectrum from the quietest 10% of frames{which} (too few pre-speech silence frames)")

@@ -33,6 +33,22 @@ PRE_ONSET_FRAMES = 32
 
 
 @dataclass
+class SplitConfig:
+    """Which trials train, validate and test (`make_split`); the `split` section of every training config
+    that holds out test trials (speech, decoder, likelihood runs): runs that are meant to be scored together
+    must use the same scheme, fold and n_folds (`neurovox.preprocess.leakage` checks it)."""
+
+    scheme: str = "flinker"              # "flinker" (last 10 trials of each task), "kfold", "lowo", "swpd"
+    fold: int = 0                        # fold index for kfold / lowo / swpd
+    n_folds: int = 10                    # folds for kfold / swpd
+    seed: int = 0                        # seed of the validation-trial draw
+
+    def __post_init__(self) -> None:
+        check_option("split.scheme", self.scheme, SCHEMES)
+        check_range("split.fold", self.fold, 0, None)
+
+
+@dataclass
 class Split:
     """Which trials and frames each part may use."""
 
@@ -166,6 +182,28 @@ def make_split(prepared, scheme: str = "flinker", fold: int = 0, n_folds: int = 
                  train_trials=train, val_trials=val, test_trials=test, test_frame_mask=test_mask,
                  val_frame_mask=val_mask, n_target_frames=n_target_frames, n_lead_frames=n_lead_frames,
                  pre_onset_frames=pre_onset_frames)
+
+
+def split_trials(trials, n_frames: int, scheme: str = "flinker", fold: int = 0, n_folds: int = 10, seed: int = 0, *,
+                 frame_rate_hz: float = 125.0, where: str = "") -> Split:
+    """`make_split` from a Recording's trial table (onset_s, offset_s, label, task) and a frame count, without
+    preparing the recording: the split needs nothing else. Trial membership (which trials are test trials) is
+    the same as `make_split` on the prepared recording gives (flinker, kfold, lowo: from the trial order and
+    labels; swpd: from the onsets' position in the recording); at another `frame_rate_hz` (100 Hz) the test
+    frames are the same spans in seconds."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from neurovox.preprocess.speech import trial_frames
+
+    on, off = trial_frames(trials, n_frames, frame_rate_hz)
+    table = pd.DataFrame({"onset_frame": on, "offset_frame": off, "label": trials["label"].astype(str).to_numpy(),
+                          "task": trials["task"].astype(str).to_numpy()})
+    light = SimpleNamespace(trials=table, n_frames=int(n_frames), meta=SimpleNamespace(source_path=where))
+    scale = frame_rate_hz / 125.0   # window geometry in seconds, as at 125 Hz
+    return make_split(light, scheme, fold, n_folds, seed, n_target_frames=max(1, round(N_TARGET_FRAMES * scale)),
+                      n_lead_frames=round(N_LEAD_FRAMES * scale), pre_onset_frames=round(PRE_ONSET_FRAMES * scale))
 
 
 class Normalizer:

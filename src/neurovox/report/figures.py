@@ -181,7 +181,8 @@ def parameter_trajectories(path: Path, params: np.ndarray, f0_hz: np.ndarray | N
 
 
 def comparison_bars(path: Path, entries: list[dict[str, Any]], metric: str, label: str) -> Path | None:
-    """Bar chart of one metric per entry (mean +- SEM) with its chance level as a grey tick."""
+    """Bar chart of one metric per entry (mean +- SEM) with chance (grey), the no-neural baseline (orange,
+    dashed) and the ceiling (green, dotted, only where the entry has one) as ticks."""
     rows = [e for e in entries if (e.get("metrics") or {}).get(metric, {}).get("mean") is not None]
     if not rows:
         return None
@@ -191,13 +192,19 @@ def comparison_bars(path: Path, entries: list[dict[str, Any]], metric: str, labe
     means = [r["metrics"][metric]["mean"] for r in rows]
     sems = [r["metrics"][metric].get("sem") or 0.0 for r in rows]
     ax.bar(x, means, yerr=sems, color="#4263eb", alpha=0.85, capsize=3, width=0.6, label="decoded")
+    labelled: set[str] = set()
+
+    def tick(i: int, value: Any, label: str, **style: Any) -> None:  # legend entry on the first tick of each kind
+        if value is not None:
+            ax.hlines(value, i - 0.35, i + 0.35, lw=2, label=None if label in labelled else label, **style)
+            labelled.add(label)
+
     for i, r in enumerate(rows):
-        ch = ((r.get("chance") or {}).get("shuffled") or {}).get(metric, {}).get("mean")
-        if ch is not None:
-            ax.hlines(ch, i - 0.35, i + 0.35, color="#495057", lw=2, label="chance (shuffled)" if i == 0 else None)
-        ce = (r.get("ceiling") or {}).get(metric, {}).get("mean")
-        if ce is not None:
-            ax.hlines(ce, i - 0.35, i + 0.35, color="#2f9e44", lw=2, ls=":", label="ceiling" if i == 0 else None)
+        tick(i, ((r.get("chance") or {}).get("shuffled") or {}).get(metric, {}).get("mean"), "chance (shuffled)",
+             color="#495057")
+        tick(i, ((r.get("baselines") or {}).get("onset_mean") or {}).get(metric, {}).get("mean"), "no-neural baseline",
+             color="#e8590c", ls="--")
+        tick(i, (r.get("ceiling") or {}).get(metric, {}).get("mean"), "ceiling", color="#2f9e44", ls=":")
     ax.set_xticks(x)
     ax.set_xticklabels([r["name"] for r in rows], rotation=20, ha="right")
     ax.set_ylabel(label)

@@ -78,35 +78,104 @@ def _page(title: str, body: str) -> str:
             f"<title>{html.escape(title)}</title><style>{CSS}</style></head>\n<body><main>\n{body}\n</main></body></html>\n")
 
 
+def _gain_cell(gain: dict[str, Any] | None, metric: str, kind: str) -> str:
+    """Paired gain with its CI and Wilcoxon p; labelled when the CI includes 0."""
+    g = (gain or {}).get(metric)
+    if not g or g.get("mean") is None:
+        return f'<td data-metric="{metric}" data-kind="{kind}">&ndash;</td>'
+    verdict = ('<span class="above">CI above 0</span>' if g.get("above")
+               else '<span class="below">CI below 0: worse than the baseline</span>'
+               if (g.get("ci_high") is not None and g["ci_high"] < 0)
+               else '<span class="below">CI includes 0: no gain shown</span>')
+    return (f'<td class="v" data-metric="{metric}" data-kind="{kind}" data-value="{float(g["mean"])!r}" '
+            f'data-above="{str(bool(g.get("above"))).lower()}">{"+" if g["mean"] >= 0 else ""}{_fmt(g["mean"])}'
+            f'<span class="ci">95% CI [{_fmt(g.get("ci_low"))}, {_fmt(g.get("ci_high"))}], '
+            f'p {_fmt(g.get("p_wilcoxon"), 4)}</span>{verdict}</td>')
+
+
 def metric_table(result: dict[str, Any]) -> str:
-    """Decoded, chance (shuffled, circular shift) and ceiling for every metric."""
+    """Decoded, chance (shuffled, circular shift), no-neural baselines, gain over them, ceiling, every metric."""
     info = result.get("metric_info", {})
     chance = result.get("chance") or {}
+    baselines = result.get("baselines") or {}
+    base_info = result.get("baseline_info") or {}
+    gain = result.get("gain") or {}
     ceiling = result.get("ceiling")
     chance_kinds = [k for k in ("shuffled", "circular_shift") if k in chance]
+    base_kinds = [k for k in ("constant_spectrum", "onset_mean") if k in baselines]
     head = ("<tr><th>metric</th><th>decoded</th>" +
             "".join(f"<th>chance: {k.replace('_', ' ')}</th>" for k in chance_kinds) +
-            "<th>ceiling (resynthesis)</th><th>n</th><th></th></tr>")
+            "".join(f"<th>no-neural: {html.escape(base_info.get(k, {}).get('label', k))}</th>" for k in base_kinds) +
+            "".join(f"<th>gain over {html.escape(base_info.get(k, {}).get('label', k))}</th>" for k in base_kinds) +
+            ("<th>ceiling (formant resynthesis)</th>" if ceiling else "") + "<th>n</th><th></th></tr>")
     rows = []
     for metric, stats in result["metrics"].items():
         meta = info.get(metric, {})
         label = html.escape(meta.get("label", metric))
-        verdict = ""
+        verdicts = []
         levels = [(chance.get(k) or {}).get(metric, {}).get("mean") for k in chance_kinds]
         levels = [x for x in levels if x is not None]
         if stats.get("ci_low") is not None and levels:
             higher = meta.get("higher_is_better", True)
             above = stats["ci_low"] > max(levels) if higher else stats["ci_high"] < min(levels)
-            verdict = ('<span class="above">&#10003; beats chance</span>' if above
-                       else '<span class="below">not above chance</span>')
+            verdicts.append('<span class="above">&#10003; beats chance</span>' if above
+                            else '<span class="below">not above chance</span>')
+        onset_gain = (gain.get("onset_mean") or {}).get(metric)
+        if onset_gain and onset_gain.get("mean") is not None:
+            verdicts.append('<span class="above">&#10003; beats the no-neural baseline</span>' if onset_gain.get("above")
+                            else '<span class="below">not above the no-neural baseline</span>')
         rows.append(
             f'<tr><td class="name" title="{html.escape(meta.get("description", ""))}">{label}</td>'
             + _cell(result["metrics"], metric, "decoded", "dec")
             + "".join(_cell(chance.get(k), metric, f"chance_{k}") for k in chance_kinds)
-            + _cell(ceiling, metric, "ceiling", "ceil")
-            + f'<td class="v">{stats.get("n", "")}</td><td>{verdict}</td></tr>'
+            + "".join(_cell(baselines.get(k), metric, f"baseline_{k}") for k in base_kinds)
+            + "".join(_gain_cell(gain.get(k), metric, f"gain_{k}") for k in base_kinds)
+            + (_cell(ceiling, metric, "ceiling", "ceil") if ceiling else "")
+            + f'<td class="v">{stats.get("n", "")}</td><td>{"<br>".join(verdicts)}</td></tr>'
         )
     return f"<table class=\"metrics\"><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def word_table(result: dict[str, Any], metrics: tuple[str, ...] = ("pcc", "pcc_tilt", "stoi")) -> str:
+    """Seen vs unseen words: decoded, onset-aligned baseline and gain for a few metrics."""
+    groups = result.get("by_word") or {}
+    if not groups:
+        return "<p class=\"note\">These test windows belong to no word (continuous SWPD tiles): no seen/unseen split.</p>"
+    info = result.get("metric_info", {})
+    head = ("<tr><th>test words</th><th>trials</th>" + "".join(
+        f"<th>{html.escape(info.get(m, {}).get('label', m))}</th><th>no-neural</th><th>gain</th>" for m in metrics)
+        + "</tr>")
+    rows = []
+    for group in ("seen", "unseen"):
+        g = groups.get(group) or {"n_trials": 0}
+        label = "seen in training" if group == "seen" else "unseen in training"
+        if g["n_trials"] < 2:
+            rows.append(f"<tr><td class=\"name\">{label}</td><td class=\"v\">{g['n_trials']}</td>"
+                        f"<td colspan=\"{3 * len(metrics)}\" class=\"desc\">too few trials to score (this split "
+                        f"{'tests no word that training saw' if group == 'seen' else 'tests only words that training saw; use cv --split lowo'})</td></tr>")
+            continue
+        cells = "".join(_cell(g.get("metrics"), m, f"{group}_decoded", "dec")
+                        + _cell((g.get("baselines") or {}).get("onset_mean"), m, f"{group}_baseline")
+                        + _gain_cell((g.get("gain") or {}).get("onset_mean"), m, f"{group}_gain") for m in metrics)
+        rows.append(f"<tr><td class=\"name\">{label}</td><td class=\"v\">{g['n_trials']}</td>{cells}</tr>")
+    return f"<table class=\"words\"><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+METRIC_LABELS = {"pcc": {"label": "PCC (per trial)"}, "pcc_tilt": {"label": "PCC, tilt removed"},
+                 "stoi": {"label": "STOI"}}
+METRICS_NOTE = (
+    "Mean &plusmn; SEM over test trials, 95% percentile-bootstrap CI over trials. <b>Chance</b>: the same trained "
+    "decoder fed trial-shuffled neural windows (a derangement) or the neural series circularly shifted by &ge;10% of "
+    "its length (SWPD control). <b>No-neural baselines</b> never see the brain and are scored exactly like the "
+    "decoder (audio by Griffin-Lim): the constant mean speech spectrum of the training trials, and the onset-aligned "
+    "mean of the training windows placed at each trial's onset (it is handed the trial timing, which a decoder must "
+    "find in the brain). <b>Gain</b>: the decoder's per-trial score minus the baseline's on the same trials (MCD: "
+    "baseline minus decoder), with a paired-bootstrap 95% CI and a Wilcoxon signed-rank p; only a gain whose CI "
+    "lies above 0 over the onset-aligned mean shows content decoded from the brain. <b>PCC (per trial)</b> of dB "
+    "mel is dominated by the spectral tilt of speech (the constant spectrum scores high on it); <b>PCC, tilt "
+    "removed</b> subtracts each mel bin's training mean first, so only trial-specific structure counts; "
+    "<b>PCC (per mel bin)</b> is the SWPD convention over concatenated frames. STOI metrics are computed on each "
+    "trial window; windows with under 384 ms of speech are excluded (n).")
 
 
 def write_report(out_dir: str | Path, result: dict[str, Any], test: Any, decoded: dict[str, np.ndarray], *,
@@ -151,11 +220,18 @@ def write_report(out_dir: str | Path, result: dict[str, Any], test: Any, decoded
 
     body.append("<h2>Metrics</h2>")
     body.append(metric_table(result))
-    body.append("<p class=\"note\">Mean &plusmn; SEM over test trials, 95% percentile-bootstrap CI over trials. "
-                "Chance: the same trained decoder fed trial-shuffled neural windows (a derangement) or the "
-                "neural series circularly shifted by &ge;10% of its length (SWPD control). Ceiling: "
-                f"{html.escape(str(result.get('ceiling_note', '')))}. STOI metrics are computed on each "
-                "trial window; windows with under 384 ms of speech are excluded (n).</p>")
+    body.append(f"<p class=\"note\">{METRICS_NOTE} <b>Ceiling</b>: {html.escape(str(result.get('ceiling_note', '')))}.</p>")
+    if result.get("synthesis") == "formant":
+        from neurovox.synth.formant import LOOKAHEAD_MS, SPEC_LOOKAHEAD_MS
+
+        causal = bool(((result.get("config") or {}).get("decoder") or {}).get("causal"))
+        body.append(f"<p class=\"note\"><b>Synthesis look-ahead</b>: the formant synthesizer renders frame t's "
+                    f"parameters into the audio from {LOOKAHEAD_MS:g} ms before frame t (and into its spectrogram from "
+                    f"{SPEC_LOOKAHEAD_MS:g} ms before), so "
+                    + ("this strictly causal decoder's audio can stream out " + f"{LOOKAHEAD_MS:g} ms after its parameters."
+                       if causal else "a streaming renderer has to wait that long.") + "</p>")
+    body.append("<h2>Seen and unseen words</h2>")
+    body.append(word_table(result))
 
     curves = figures.training_curves(fig_dir / "training_curves.png", figures.read_training_scalars(logs_dir))
     body.append("<h2>Training curves</h2>")
@@ -167,7 +243,7 @@ def write_report(out_dir: str | Path, result: dict[str, Any], test: Any, decoded
         body.append(f"<p class=\"note\">Spectrograms of the first {n_show} of {test.n_trials} trials; every trial's "
                     "audio is in audio/ and its metrics in metrics.json.</p>")
     vmax = float(np.percentile(test.mel_db, 99.5))
-    metric_names = [m for m in ("pcc", "stoi", "estoi", "stoi_plus", "mcd_db") if m in per_trial]
+    metric_names = [m for m in ("pcc", "pcc_tilt", "stoi", "estoi", "stoi_plus", "mcd_db") if m in per_trial]
     body.append(_trial_table(trials_meta, per_trial, metric_names, result.get("metric_info", {}), n_show))
     params = decoded.get("params")
     for i in range(n_show):
@@ -175,6 +251,8 @@ def write_report(out_dir: str | Path, result: dict[str, Any], test: Any, decoded
         panels = [("reference", np.asarray(test.mel_db[i])), ("decoded", np.asarray(decoded["mel_db"][i]))]
         if ceiling_decoded is not None:
             panels.append(("resynthesis (ceiling)", np.asarray(ceiling_decoded["mel_db"][i])))
+        if "onset_mean" in test.baselines:
+            panels.append(("no-neural: onset-aligned mean", np.asarray(test.baselines["onset_mean"][i])))
         spec = figures.spectrogram_comparison(fig_dir / f"trial{i:03d}_spectrogram.png", panels,
                                               np.asarray(test.speech_mask[i]), f"trial {i}: \u201c{label}\u201d",
                                               vmax=vmax)
@@ -185,9 +263,9 @@ def write_report(out_dir: str | Path, result: dict[str, Any], test: Any, decoded
                  f"<p class=\"note\">{scores}</p>",
                  f"<figure><img src=\"figures/{spec.name}\" alt=\"spectrograms trial {i}\"></figure>",
                  "<div class=\"players\">"]
-        for kind in ("reference", "decoded", "resynthesis"):
+        for kind in ("reference", "decoded", "resynthesis", "onset_mean"):
             if row.get(f"wav_{kind}"):
-                block.append(f"<div><label>{kind}</label><audio controls preload=\"none\" "
+                block.append(f"<div><label>{'no-neural baseline' if kind == 'onset_mean' else kind}</label><audio controls preload=\"none\" "
                              f"src=\"{html.escape(row[f'wav_{kind}'])}\"></audio></div>")
         block.append("</div>")
         if params is not None:
@@ -211,7 +289,7 @@ def _trial_table(trials_meta: list[dict[str, Any]], per_trial: dict[str, Any], m
     rows = []
     for i, row in enumerate(trials_meta):
         links = " ".join(f"<a href=\"{html.escape(row[k])}\">{k[4:]}</a>" for k in
-                         ("wav_reference", "wav_decoded", "wav_resynthesis") if row.get(k))
+                         ("wav_reference", "wav_decoded", "wav_resynthesis", "wav_onset_mean") if row.get(k))
         cells = "".join(f"<td class=\"v\">{_fmt(per_trial[m][i])}</td>" for m in metric_names)
         anchor = f"<a href=\"#trial{i}\">{i}</a>" if i < n_show else str(i)
         rows.append(f"<tr><td>{anchor}</td><td>{html.escape(str(row.get('label', '')))}</td>{cells}<td>{links}</td></tr>")
@@ -226,21 +304,25 @@ def write_comparison_report(entries: list[dict[str, Any]], out_dir: str | Path,
     ----------
     entries : list of dict
         Each with ``name``; ``metrics`` {metric: {mean, sem, ...}}; optional ``chance``
-        {"shuffled"|"circular_shift": {metric: {mean, ...}}}, ``ceiling`` {metric: {mean, ...}},
-        ``report`` (path of the entry's own report.html), ``n_folds``, ``description``.
+        {"shuffled"|"circular_shift": {metric: {mean, ...}}}, ``baselines`` {"onset_mean"|...: {metric: ...}},
+        ``gain`` {"onset_mean"|...: {metric: paired_gain}}, ``by_word`` (as metrics.json),
+        ``ceiling`` {metric: {mean, ...}} (only where it bounds the decoder), ``report`` (path of the
+        entry's own report.html), ``n_folds``, ``description``.
     out_dir : path
         Folder for report.html and figures/ (links to entry reports are made relative to it).
     """
     out_dir = Path(out_dir)
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
-    metric_order = ("pcc", "pcc_per_bin", "stoi", "estoi", "stoi_plus", "mcd_db")
+    metric_order = ("pcc", "pcc_tilt", "pcc_per_bin", "stoi", "estoi", "stoi_plus", "mcd_db")
     metrics = [m for m in metric_order if any(m in (e.get("metrics") or {}) for e in entries)]
-    labels = {"pcc": "PCC (per trial)", "pcc_per_bin": "PCC (per bin)", "stoi": "STOI", "estoi": "ESTOI",
-              "stoi_plus": "STOI+", "mcd_db": "MCD (dB)"}
+    labels = {"pcc": "PCC (per trial)", "pcc_tilt": "PCC, tilt removed", "pcc_per_bin": "PCC (per bin)",
+              "stoi": "STOI", "estoi": "ESTOI", "stoi_plus": "STOI+", "mcd_db": "MCD (dB)"}
     body = [f"<h1>{html.escape(title)}</h1>",
-            f"<p class=\"sub\">{len(entries)} model{'s' if len(entries) != 1 else ''} &middot; each cell: decoded mean &plusmn; SEM, with the "
-            "trial-shuffled chance level and the resynthesis ceiling beneath</p>"]
+            f"<p class=\"sub\">{len(entries)} model{'s' if len(entries) != 1 else ''} &middot; each cell: decoded mean "
+            "&plusmn; SEM; beneath it the trial-shuffled chance, the no-neural baseline (onset-aligned mean of the "
+            "training windows), the decoder's paired gain over that baseline with its 95% CI, and the formant "
+            "resynthesis ceiling where it bounds the decoder</p>"]
     if notes:
         body.append(f"<p class=\"note\">{html.escape(notes)}</p>")
     head = "<tr><th>model</th>" + "".join(f"<th>{labels.get(m, m)}</th>" for m in metrics) + "<th>details</th></tr>"
@@ -253,11 +335,23 @@ def write_comparison_report(entries: list[dict[str, Any]], out_dir: str | Path,
                 cells.append(f'<td data-metric="{m}" data-kind="decoded">&ndash;</td>')
                 continue
             ch = ((e.get("chance") or {}).get("shuffled") or {}).get(m, {}).get("mean")
+            base = ((e.get("baselines") or {}).get("onset_mean") or {}).get(m, {}).get("mean")
+            g = ((e.get("gain") or {}).get("onset_mean") or {}).get(m)
             ce = (e.get("ceiling") or {}).get(m, {}).get("mean")
             value_attr = "" if s.get("mean") is None else f' data-value="{float(s["mean"])!r}"'
+            lines = [f"chance {_fmt(ch)} &middot; no-neural {_fmt(base)}"]
+            if g and g.get("mean") is not None:
+                tag = ('<span class="above">gain CI above 0</span>' if g.get("above")
+                       else '<span class="below">gain CI below 0</span>'
+                       if (g.get("ci_high") is not None and g["ci_high"] < 0)
+                       else '<span class="below">gain CI includes 0</span>')
+                lines.append(f"gain {'+' if g['mean'] >= 0 else ''}{_fmt(g['mean'])} "
+                             f"[{_fmt(g.get('ci_low'))}, {_fmt(g.get('ci_high'))}] {tag}")
+            if ce is not None:
+                lines.append(f"ceiling {_fmt(ce)}")
             cells.append(f'<td class="v" data-metric="{m}" data-kind="decoded"{value_attr}>'
                          f'<span class="dec">{_fmt(s.get("mean"))}</span> &plusmn; {_fmt(s.get("sem"))}'
-                         f'<span class="ci">chance {_fmt(ch)} &middot; ceiling {_fmt(ce)}</span></td>')
+                         + "".join(f'<span class="ci">{line}</span>' for line in lines) + "</td>")
         link = ""
         if e.get("report"):
             rel = os.path.relpath(Path(e["report"]).resolve(), out_dir.resolve())
@@ -265,8 +359,15 @@ def write_comparison_report(entries: list[dict[str, Any]], out_dir: str | Path,
         n = f" <span class=\"ci\">{e['n_folds']} folds</span>" if e.get("n_folds") else ""
         rows.append(f"<tr><td class=\"name\">{html.escape(e['name'])}{n}</td>{''.join(cells)}<td>{link}</td></tr>")
     body.append(f"<table class=\"metrics\"><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>")
+    body.append(f"<p class=\"note\">{METRICS_NOTE}</p>")
+    if any(e.get("by_word") for e in entries):
+        body.append("<h2>Seen and unseen words</h2>")
+        for e in entries:
+            if e.get("by_word"):
+                body.append(f"<h3>{html.escape(e['name'])}</h3>" + word_table({"by_word": e["by_word"],
+                                                                               "metric_info": METRIC_LABELS}))
     figs = []
-    for m in ("pcc", "stoi"):
+    for m in ("pcc", "pcc_tilt", "stoi"):
         fig = figures.comparison_bars(fig_dir / f"compare_{m}.png", entries, m, labels[m])
         if fig is not None:
             figs.append(f"<figure><img src=\"figures/{fig.name}\" alt=\"{m} by model\"></figure>")

@@ -3,22 +3,24 @@
     from neurovox.simulate import SimulateConfig, simulate_participant, simulate
     rec, gt = simulate_participant(SimulateConfig(n_trials=60, layout="grid8x8"), 0)   # high gamma, 125 Hz
     recs, gt = simulate(SimulateConfig(), 0, ("high_gamma", "raw"))                 # both from one truth
-    gt.envelope      # (n_frames, n_channels) noiseless high gamma; gt.lag_s, gt.tuning_centre_mel, ...
+    gt.envelope      # (n_frames, n_channels) noiseless high gamma; gt.roles, gt.drive("articulatory"), ...
+    rec, gt = simulate_participant(SimulateConfig(encoding="linear"), 0)           # the linear model, for comparison
     rec, gt = simulate_participant(SimulateConfig(), 0, kind="raw", keep_raw_hg_component=True)
     ground_truth_high_gamma(gt, HighGammaConfig(band_high_hz=170))  # the truth a pipeline should recover
 
 `neurovox simulate --out DIR` writes the files (Flinker HDF5, SWPD iBIDS/NWB, ground truth, config).
 The speech comes from the shipped corpus (`load_corpus`, rendered by scripts/render_corpus.py with
-flite and espeak-ng voices); the encoding model is documented in `neurovox.simulate.neural`.
+flite and espeak-ng voices); the encoding models are documented in docs/simulator.md,
+`neurovox.simulate.realistic` (default) and `neurovox.simulate.neural` (linear).
 """
 
-from neurovox.simulate.config import LAYOUTS, TASKS, SimulateConfig
+from neurovox.simulate.config import ENCODINGS, LAYOUTS, TASKS, SimulateConfig
 from neurovox.simulate.corpus import Corpus, Utterance, load_corpus
 from neurovox.simulate.layouts import Layout, make_layout
 from neurovox.simulate.participant import GroundTruth, simulate, simulate_participant
 from neurovox.simulate.speech import speech_feature
 from neurovox.simulate.truth import ground_truth_high_gamma
 
-__all__ = ["LAYOUTS", "TASKS", "SimulateConfig", "Corpus", "Utterance", "load_corpus", "Layout", "make_layout",
+__all__ = ["ENCODINGS", "LAYOUTS", "TASKS", "SimulateConfig", "Corpus", "Utterance", "load_corpus", "Layout", "make_layout",
            "GroundTruth", "simulate", "simulate_participant", "speech_feature",
            "ground_truth_high_gamma"]

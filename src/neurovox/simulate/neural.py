@@ -142,10 +142,10 @@ def shaped_noise(n_samples: int, n_channels: int, amplitude: np.ndarray, rng: np
     return x / x.std(axis=0, keepdims=True)
 
 
-def make_noise(signal: np.ndarray, snr_db: np.ndarray, cfg: SimulateConfig, rng: np.random.Generator,
-               frame_rate_hz: float) -> np.ndarray:
-    """Noise (n_frames, n_channels) with var(signal_c) / var(noise_c) = 10^(snr_db_c / 10) exactly."""
-    n_frames, n_ch = signal.shape
+def mixed_noise(n_frames: int, n_ch: int, cfg: SimulateConfig, rng: np.random.Generator,
+                frame_rate_hz: float) -> np.ndarray:
+    """Zero-mean background of each channel (n_frames, n_ch) float32: a common pink component (weighted
+    0.8-1.2 per channel), the channel's own pink noise and white noise, mixed by `cfg`'s fractions."""
     common = colored_noise(n_frames, 1, 1.0, rng, frame_rate_hz, 0.05)
     own = colored_noise(n_frames, n_ch, 1.0, rng, frame_rate_hz, 0.05)
     white = rng.standard_normal((n_frames, n_ch)).astype(np.float32)
@@ -154,6 +154,13 @@ def make_noise(signal: np.ndarray, snr_db: np.ndarray, cfg: SimulateConfig, rng:
     noise = (np.sqrt(cfg.common_fraction) * common * weight + np.sqrt(cfg.pink_fraction) * own
              + np.sqrt(white_fraction) * white)
     noise -= noise.mean(axis=0, keepdims=True)
+    return noise
+
+
+def make_noise(signal: np.ndarray, snr_db: np.ndarray, cfg: SimulateConfig, rng: np.random.Generator,
+               frame_rate_hz: float) -> np.ndarray:
+    """Noise (n_frames, n_channels) with var(signal_c) / var(noise_c) = 10^(snr_db_c / 10) exactly."""
+    noise = mixed_noise(*signal.shape, cfg, rng, frame_rate_hz)
     target_var = signal.var(axis=0, dtype=np.float64) / 10 ** (snr_db / 10)
     return (noise * np.sqrt(target_var / noise.var(axis=0, dtype=np.float64))).astype(np.float32)
 

@@ -27,6 +27,17 @@ class SimulateRunConfig:
     simulate: SimulateConfig = field(default_factory=SimulateConfig)
 
 
+def role_summary(roles) -> str:
+    """'sensorimotor 14, auditory_onset 5, ...' in `realistic.ROLES` order (linear: its two kinds)."""
+    from collections import Counter
+
+    from neurovox.simulate.realistic import ROLES
+
+    counts = Counter(str(r) for r in roles)
+    order = [r for r in ROLES if r in counts] + sorted(set(counts) - set(ROLES))
+    return ", ".join(f"{r} {counts[r]}" for r in order)
+
+
 def flinker_path(out_dir: Path, participant_id: str) -> Path:
     return out_dir / f"{participant_id}_high_gamma.h5"
 
@@ -52,7 +63,7 @@ def write_simulation(cfg: SimulateRunConfig, out_dir: str | Path, *, overwrite: 
                        "or choose another --out.")
     sim = cfg.simulate
     kinds = ("high_gamma", "raw") if sim.kind == "both" else (sim.kind,)
-    log(f"simulating participant {sim.participant_id}: layout {sim.layout}, {sim.n_trials} trials, "
+    log(f"simulating participant {sim.participant_id}: {sim.encoding} encoding, layout {sim.layout}, {sim.n_trials} trials, "
         f"snr {sim.snr_db:g} dB, kinds {', '.join(kinds)}, seed {cfg.seed} ...")
     t0 = time.perf_counter()
     recs, gt = simulate(sim, cfg.seed, kinds)
@@ -74,13 +85,14 @@ def write_simulation(cfg: SimulateRunConfig, out_dir: str | Path, *, overwrite: 
         rec = next(iter(recs.values()))
         write_json_atomic(tmp / MANIFEST_NAME, {
             "files": rel, "participant_id": sim.participant_id, "voice": gt.voice, "sex": gt.sex,
-            "layout": sim.layout, "n_channels": rec.n_channels, "bad_channels": rec.bads,
+            "layout": sim.layout, "encoding": sim.encoding, "n_channels": rec.n_channels, "bad_channels": rec.bads,
             "n_trials": rec.n_trials, "duration_s": rec.duration_s, "snr_db": sim.snr_db, "seed": cfg.seed,
             "git": git_hash(), "elapsed_s": round(time.perf_counter() - t0, 2)})
         rel["manifest"] = MANIFEST_NAME
     paths = {k: out_dir / v for k, v in rel.items()}
     log(f"wrote {out_dir} in {time.perf_counter() - t0:.1f} s: {rec.n_channels} channels "
         f"({len(rec.bads)} bad), {rec.n_trials} trials, {rec.duration_s:.0f} s, voice {gt.voice} ({gt.sex})")
+    log(f"  channel roles: {role_summary(gt.roles)}")
     for k, p in paths.items():
         log(f"  {k:18s} {p}")
     return paths

@@ -41,6 +41,11 @@ from neurovox.synth import scale
 from neurovox.utils.check import check_option, check_range
 
 N_FORMANTS = 6
+# Look-ahead of rendering (tests/test_synth_lookahead.py pins it): controls are interpolated between frame
+# centres and the unvoiced part is shaped in a centred 512-sample STFT, so frame t's parameters shape the
+# waveform from 256 samples (16 ms) before frame t's centre, and its spectrogram from 3 frames (24 ms) before.
+LOOKAHEAD_MS = 16.0
+SPEC_LOOKAHEAD_MS = 24.0
 N_RAW = 18  # f0, loudness, voicing, 6 formant freqs, 6 formant amp logits, unvoiced hz/bw/amp
 PARAM_NAMES = ("f0_hz", "loudness", "voicing",
                *(f"f{i + 1}_hz" for i in range(N_FORMANTS)),
