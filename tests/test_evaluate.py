@@ -269,7 +269,9 @@ def test_evaluate_run_end_to_end_linear(tmp_path):
     from neurovox.cli import main
 
     sim, run, cache = tmp_path / "sim", tmp_path / "lin", tmp_path / "cache"
-    assert main(["simulate", "--out", str(sim), "--kind", "high_gamma", "--n-trials", "100", "--snr-db", "5"]) == 0
+    # linear encoding: the margins below were measured on it (the realistic participant's are in tests/test_demo.py)
+    assert main(["simulate", "--out", str(sim), "--kind", "high_gamma", "--n-trials", "100", "--snr-db", "5",
+                 "--encoding", "linear"]) == 0
     data = next(sim.glob("*.h5"))
     assert main(["train", "decoder", "--data", str(data), "--model", "linear", "--out", str(run), "--quick",
                  "--cache-dir", str(cache)]) == 0
