@@ -4,8 +4,12 @@ Trains a prior (shipped corpus) and a likelihood model on a simulated participan
 run, then decodes the same test trials at several step counts with each posterior sampler the run
 offers (DAPS, the default, and DPS), and with the default one: the likelihood off (unconditional
 prior samples), trial-shuffled neural windows (chance), and warm-started from the linear baseline's
-mel output (noised to 0.4 T, proportionally fewer steps). Sampling time
-excludes Griffin-Lim, which is timed separately. PCC: per test trial over the speech segment (mean).
+mel output (noised to 0.4 T, proportionally fewer steps). The same test windows are also scored for
+the two no-neural baselines of `neurovox.evaluate` (built from the split's training trials only): a
+sampler has decoded content only where it beats the onset-aligned mean. Sampling time excludes
+Griffin-Lim, which is timed separately. PCC: per test trial over the speech segment (mean); every PCC
+row also has its tilt-removed PCC (training speech spectrum subtracted first; the constant spectrum
+scores 0).
 Only the public functions of `neurovox.diffusion` are used (train_prior, train_likelihood,
 make_dps_run with its `overrides`, load_trial_decoder, DpsTrialDecoder.sample_mel).
 
@@ -63,11 +67,11 @@ def run(size: str = "small", prior_run: str | None = None) -> list[dict]:
 
 def _run(size: str, prior_run: str | None) -> list[dict]:
     from neurovox.config import from_dict
-    from neurovox.decoders.decode import trial_windows
     from neurovox.diffusion.decode import load_trial_decoder, make_dps_run
     from neurovox.diffusion.train_likelihood import LikelihoodRunConfig, train_likelihood
     from neurovox.diffusion.train_prior import PriorRunConfig, train_prior
-    from neurovox.evaluate.metrics import pcc_per_trial
+    from neurovox.evaluate.evaluate import build_test_set
+    from neurovox.evaluate.metrics import pcc_per_trial, pcc_tilt_removed
     from neurovox.io import write_flinker_hdf5
     from neurovox.simulate import SimulateConfig, simulate_participant
 
@@ -102,9 +106,9 @@ def _run(size: str, prior_run: str | None) -> list[dict]:
     dps = make_dps_run(root / "dps_default", prior_run, lik.path)  # the default sampler settings
     dec = load_trial_decoder(dps.path)
     default_algo = getattr(dec.config, "algorithm", "dps")
-    win = trial_windows(dec, dps, data, "test")
-    n = min(s["n_test"], len(win["neural"]))
-    y, ref, mask = win["neural"][:n], win["mel_db"][:n], win["speech_mask"][:n]
+    test = build_test_set(dec, dps.config, data)  # the windows, references and baselines evaluate scores
+    n = min(s["n_test"], len(test.neural_windows))
+    y, ref, mask = test.neural_windows[:n], test.mel_db[:n], test.speech_mask[:n]
     decoded_s = n * dec.n_target_frames / 125.0
 
     def timed(fn) -> tuple[np.ndarray, float]:
@@ -114,8 +118,15 @@ def _run(size: str, prior_run: str | None) -> list[dict]:
 
     gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
 
-    def pcc_row(case: str, mel: np.ndarray, note: str) -> dict:
-        return _row(case, "PCC", pcc_per_trial(ref, mel, mask).mean(), "r", note + pcc_note)
+    def pcc_rows(case: str, mel: np.ndarray, note: str, from_prior: bool = True) -> list[dict]:
+        tilt = pcc_tilt_removed(ref, mel, test.train_mel_mean_db, mask).mean()
+        note += pcc_note if from_prior else ""
+        return [_row(case, "PCC", pcc_per_trial(ref, mel, mask).mean(), "r", note),
+                _row(case, "tilt-removed PCC", tilt, "r", note)]
+
+    for name, what in (("onset_mean", "no-neural: onset-aligned mean of training targets, given trial timing"),
+                       ("constant_spectrum", "no-neural: mean training speech spectrum")):
+        rows += pcc_rows(f"baseline {name}", test.baselines[name][:n], what, from_prior=False)
 
     # every posterior sampler the dps run offers (DAPS, the default, and DPS), same prior and likelihood
     for algo in ALGORITHMS:
@@ -130,14 +141,14 @@ def _run(size: str, prior_run: str | None) -> list[dict]:
         for steps in s["steps"]:
             case = f"{algo} {steps} steps" + (" (default)" if algo == default_algo else "")
             mel, dt = timed(lambda: dec_a.sample_mel(y, gen(), n_steps=steps))
-            rows.append(pcc_row(case, mel, f"{n} test trials"))
+            rows += pcc_rows(case, mel, f"{n} test trials")
             rows.append(_row(case, "compute per decoded second", dt / decoded_s, "s/s",
                              f"sampling only, 1 thread; {what}"))
     steps = min(50, s["steps"][-1])
     free, _ = timed(lambda: dec.sample_mel(y, gen(), n_steps=steps, guidance_scale=0.0))
-    rows.append(pcc_row(f"unconditional {steps} steps", free, f"same prior, no likelihood ({default_algo} run)"))
+    rows += pcc_rows(f"unconditional {steps} steps", free, f"same prior, no likelihood ({default_algo} run)")
     shuffled, _ = timed(lambda: dec.sample_mel(y[np.roll(np.arange(n), 1)], gen(), n_steps=steps))
-    rows.append(pcc_row(f"chance {steps} steps", shuffled, f"trial-shuffled neural ({default_algo})"))
+    rows += pcc_rows(f"chance {steps} steps", shuffled, f"trial-shuffled neural ({default_algo})")
     try:  # warm start from the linear baseline
         from neurovox.decoders import load_trial_decoder as load_direct
         from neurovox.decoders.train import DecoderRunConfig, quick_settings, train_decoder
@@ -147,14 +158,13 @@ def _run(size: str, prior_run: str | None) -> list[dict]:
                                                "prepare": {"praat": False}})
         lin_dir = train_decoder(data, root / "linear", lin_cfg, progress=False, cache_dir=root / "cache")
         lin_mel = load_direct(lin_dir).decode(y)["mel_db"]
-        rows.append(_row("linear baseline", "PCC", pcc_per_trial(ref, lin_mel, mask).mean(), "r",
-                         "direct decoder, same trials (a real figure)"))
+        rows += pcc_rows("linear baseline", lin_mel, "direct decoder, same trials", from_prior=False)
         t_start = int(0.4 * (dec.schedule.n_train_steps - 1))
         for steps in s["steps"]:
             warm_steps = max(2, int(round(steps * 0.4)))
             case = f"warm start (linear, t=0.4T) {warm_steps} steps ({default_algo})"
             mel, dt = timed(lambda: dec.sample_mel(y, gen(), n_steps=warm_steps, x_init_mel_db=lin_mel, t_start=t_start))
-            rows.append(pcc_row(case, mel, f"{n} test trials"))
+            rows += pcc_rows(case, mel, f"{n} test trials")
             rows.append(_row(case, "compute per decoded second", dt / decoded_s, "s/s", "sampling only"))
     except Exception as exc:  # the decoder stack is optional here; say why the row is missing
         rows.append(_row("warm start", "skipped", float("nan"), "", f"{type(exc).__name__}: {exc}"[:120]))

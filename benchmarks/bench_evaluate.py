@@ -19,7 +19,7 @@ from scipy.signal import butter, sosfiltfilt
 
 from neurovox.evaluate import metrics as M
 from neurovox.evaluate.chance import TestSet, audio_to_mel_db, score_trials
-from neurovox.evaluate.stoi_loss import stoi_loss
+from neurovox.decoders.stoi_loss import stoi_loss
 
 N_TARGET = 128
 

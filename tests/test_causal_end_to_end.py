@@ -42,7 +42,8 @@ def raw_causal_run(sim_raw, tmp_path_factory):
 
 
 def test_future_raw_voltage_leaves_earlier_parameters_bit_identical(raw_causal_run):
-    from neurovox.decoders.decode import load_trial_decoder, trial_windows
+    from neurovox.decode import trial_windows
+    from neurovox.decoders.decode import load_trial_decoder
     from neurovox.io import write_swpd
     from neurovox.runs import open_run
 

@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 
 from neurovox.config import load_config
-from neurovox.decoders.decode import decode_run
+from neurovox.decode import decode_run
 from neurovox.decoders.train import DecoderRunConfig, train_decoder
 from neurovox.errors import DataError
 

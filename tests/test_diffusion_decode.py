@@ -71,7 +71,7 @@ def test_posterior_samples_beat_unconditional_and_chance(dps_setup, sim_hg_path)
     samples of the same prior (guidance off, same noise) and (b) chance: DAPS fed trial-shuffled
     neural windows. Measured on 12 test trials: 0.44 vs 0.18 unconditional vs 0.27 chance
     (a 1500-step 3.4 M-parameter prior reaches 0.78 vs 0.08 vs 0.44, BENCHMARKS.md)."""
-    from neurovox.decoders.decode import trial_windows
+    from neurovox.decode import trial_windows
     from neurovox.diffusion.decode import load_trial_decoder
     from neurovox.evaluate.metrics import pcc_per_trial
 
@@ -92,7 +92,7 @@ def test_posterior_samples_beat_unconditional_and_chance(dps_setup, sim_hg_path)
 
 
 def test_dps_conditions_on_neural_data(dps_setup, sim_hg_path):
-    from neurovox.decoders.decode import trial_windows
+    from neurovox.decode import trial_windows
     from neurovox.diffusion.decode import load_trial_decoder
 
     from neurovox.diffusion.decode import make_dps_run
@@ -123,7 +123,7 @@ def test_dps_conditions_on_neural_data(dps_setup, sim_hg_path):
 
 
 def test_decode_outputs_and_run_files(dps_setup, sim_hg_path, tmp_path):
-    from neurovox.diffusion import decode_run
+    from neurovox.decode import decode_run
     from neurovox.diffusion.decode import load_trial_decoder
     from neurovox.errors import DataError
 

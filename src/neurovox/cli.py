@@ -24,12 +24,36 @@ COMMANDS = ("simulate", "info", "preprocess", "train", "resynth", "decode", "eva
 TRAIN_TARGETS = ("speech", "decoder", "prior", "likelihood")
 
 
+def command_parser(subparsers: argparse._SubParsersAction, name: str, help: str, doc: str | None,
+                   func) -> argparse.ArgumentParser:
+    """A subcommand whose --help shows `doc` (the command module's docstring) as written; `func(args)` runs it."""
+    p = subparsers.add_parser(name, help=help, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(func=func)
+    return p
+
+
 def add_config_args(parser: argparse.ArgumentParser) -> None:
     """--config FILE, --set KEY=VALUE (repeatable) and --seed, shared by every configurable command."""
     parser.add_argument("--config", metavar="FILE", help="YAML config file (sections as in the saved config.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config value, e.g. --set speech.max_epochs=5 (repeatable)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the config's seed)")
+
+
+def config_from_args(cls: type, args: argparse.Namespace, flags: list[str] | tuple[str, ...] = (),
+                     quick: dict | None = None):
+    """The one precedence of every command: defaults < --quick < --config < flags < --set.
+
+    `flags` are the command's own options written as KEY=VALUE (e.g. "decoder.model=lstm"); --seed is
+    added here. `quick` is the command's --quick settings, used when args.quick is set. The result is
+    what the run saves as config.yaml.
+    """
+    from neurovox.config import load_config
+
+    flags = list(flags) + ([f"seed={args.seed}"] if getattr(args, "seed", None) is not None else [])
+    base = quick if getattr(args, "quick", False) else None
+    return load_config(cls, getattr(args, "config", None), flags + list(getattr(args, "overrides", None) or []),
+                       base=base)
 
 
 def add_run_args(parser: argparse.ArgumentParser, *, quick: bool = True) -> None:
@@ -41,12 +65,7 @@ def add_run_args(parser: argparse.ArgumentParser, *, quick: bool = True) -> None
 
 
 def _load(module: str):
-    try:
-        return importlib.import_module(f"neurovox.commands.{module}")
-    except ModuleNotFoundError as exc:
-        if exc.name == f"neurovox.commands.{module}":
-            return None  # subcommand not built yet
-        raise
+    return importlib.import_module(f"neurovox.commands.{module}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,14 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
             train = sub.add_parser("train", help="train a model: speech | decoder | prior | likelihood")
             train_sub = train.add_subparsers(dest="target", metavar="TARGET")
             for target in TRAIN_TARGETS:
-                mod = _load(f"train_{target}")
-                if mod is not None:
-                    mod.add_parser(train_sub)
+                _load(f"train_{target}").add_parser(train_sub)
             train.set_defaults(func=lambda args, p=train: (p.print_help(), 2)[1])
             continue
-        mod = _load(name)
-        if mod is not None:
-            mod.add_parser(sub)
+        _load(name).add_parser(sub)
     return parser
 
 

@@ -106,8 +106,10 @@ def start_run(out: str | Path, *, kind: str, config: Any, seed: int,
     """Create (or reopen, to resume) the run directory `out` for a run of `kind` with `config`.
 
     - `out` finished (has DONE): RunError unless overwrite, which clears it first.
-    - `out` unfinished with the same config: reopened, so training can resume from its checkpoints.
-    - `out` unfinished with another config: RunError (resuming would mix two experiments).
+    - `out` unfinished with the same config, data file and `extra_meta` (e.g. the speech run): reopened, so
+      training can resume from its checkpoints.
+    - `out` unfinished with another config, data file or `extra_meta` value: RunError naming each
+      difference (resuming would mix two experiments).
     """
     out = Path(out)
     new_yaml = config_to_yaml(config)
@@ -120,15 +122,16 @@ def start_run(out: str | Path, *, kind: str, config: Any, seed: int,
                 "Pass --overwrite to replace it, or choose another --out."
             )
         elif (out / "config.yaml").exists():
-            old_yaml = (out / "config.yaml").read_text()
-            if old_yaml != new_yaml:
-                raise RunError(
-                    f"Run directory {str(out)!r} holds an unfinished run with a different config; "
-                    "resuming would mix two experiments. Pass --overwrite to start over, or choose another --out."
-                )
             run = open_run(out)
             if run.kind != kind:
                 raise RunError(f"Run directory {str(out)!r} holds a {run.kind!r} run, not {kind!r}.")
+            differences = _differences(run, yaml.safe_load(new_yaml) or {}, data_path, extra_meta or {})
+            if differences:
+                raise RunError(
+                    f"Run directory {str(out)!r} holds an unfinished run with a different config or inputs: "
+                    f"{'; '.join(differences[:4])}{' ...' if len(differences) > 4 else ''}; resuming would mix two "
+                    "experiments. Rerun with the same inputs to resume, --overwrite to start over, or choose another --out."
+                )
             return run
         else:
             raise RunError(f"{str(out)!r} exists and is not a neurovox run directory; choose another --out.")
@@ -152,6 +155,31 @@ def start_run(out: str | Path, *, kind: str, config: Any, seed: int,
     save_config(config, out / "config.yaml")
     write_json_atomic(out / "run.json", meta)
     return Run(out, to_dict(config), meta)
+
+
+def _differences(run: Run, new_config: dict[str, Any], data_path: str | Path | None,
+                 extra_meta: dict[str, Any]) -> list[str]:
+    """What differs between an existing run and a new start: config keys, the data file, run.json entries."""
+    out = [f"config {key}: {old!r} -> {new!r}" for key, old, new in _dict_diff(run.config, new_config)]
+    if data_path is not None:
+        old_sha, new_sha = run.meta.get("data_sha256"), sha256_file(data_path)
+        if old_sha != new_sha:
+            out.append(f"data file: {run.meta.get('data_path')!r} (SHA-256 {str(old_sha)[:12]}) -> "
+                       f"{str(Path(data_path).resolve())!r} ({new_sha[:12]})")
+    for key, new in extra_meta.items():
+        if run.meta.get(key) != new:
+            out.append(f"{key}: {run.meta.get(key)!r} -> {new!r}")
+    return out
+
+
+def _dict_diff(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted key, old value, new value) of every leaf that differs between two nested dicts."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return [] if old == new else [(prefix.rstrip(".") or "<root>", old, new)]
+    diffs = []
+    for key in list(old) + [k for k in new if k not in old]:
+        diffs += _dict_diff(old.get(key), new.get(key), f"{prefix}{key}.")
+    return diffs
 
 
 def open_run(path: str | Path, expect_kind: str | tuple[str, ...] | None = None, require_done: bool = False) -> Run:
@@ -181,6 +209,27 @@ def open_run(path: str | Path, expect_kind: str | tuple[str, ...] | None = None,
     if require_done and not run.is_done:
         raise RunError(f"Run {str(path)!r} is unfinished (no DONE file). Re-run its command to resume it.")
     return run
+
+
+def load_run_weights(run_dir: str | Path, kind: str, filename: str, keys: tuple[str, ...], *,
+                     device: Any = "cpu", require_done: bool = True) -> tuple[Run, dict[str, Any]]:
+    """A run of `kind` and its torch weights file RUN/`filename`, with every key in `keys` present.
+
+    A missing file or key is a RunError that names the command to re-run (`neurovox train <kind>`).
+    """
+    import torch
+
+    run = open_run(run_dir, expect_kind=kind, require_done=require_done)
+    path = run.path / filename
+    if not path.is_file():
+        raise RunError(f"The {kind} run {str(run.path)!r} has no {filename} (training did not finish?). Re-run its "
+                       f"`neurovox train {kind}` command to resume it.")
+    payload = torch.load(path, map_location=device, weights_only=False)
+    missing = [k for k in keys if k not in payload]
+    if missing:
+        raise RunError(f"{str(path)!r} has no {', '.join(missing)} (written by an older neurovox?); retrain with "
+                       f"`neurovox train {kind} ... --overwrite`.")
+    return run, payload
 
 
 def write_notice(path: str | Path, text: str) -> None:

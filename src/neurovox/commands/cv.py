@@ -1,4 +1,11 @@
-"""`neurovox cv --data FILE --speech RUN --models resnet,lstm,linear --split kfold --folds 5 --out DIR`."""
+"""`neurovox cv`: cross-validate decoders fold by fold (resumable) and write one comparison report.
+
+    neurovox cv --data FILE --speech RUN --models resnet,lstm,linear --split kfold --folds 5 --out DIR
+
+Each (model, fold) is an independent job in OUT/<model>/fold<k>/ (train, evaluate, DONE); finished folds
+are not recomputed on rerun. Writes OUT/cv_summary.json (mean and SEM across folds, with chance, the
+no-neural baselines and the ceiling) and OUT/report.html.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +13,10 @@ import argparse
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from neurovox.cli import add_config_args
+    from neurovox.cli import add_config_args, command_parser
 
-    p = subparsers.add_parser(
-        "cv", help="cross-validate decoders fold by fold (resumable) and write one comparison report",
-        description="Each (model, fold) is an independent job in OUT/<model>/fold<k>/ (train, evaluate, DONE); "
-                    "finished folds are not recomputed on rerun. Writes OUT/cv_summary.json (mean and SEM "
-                    "across folds, with chance and ceiling) and OUT/report.html.")
+    p = command_parser(subparsers, "cv", "cross-validate decoders fold by fold (resumable), one comparison report",
+                       __doc__, run)
     p.add_argument("--data", required=True, metavar="FILE", help="recording to cross-validate on")
     p.add_argument("--speech", metavar="RUN", default=None,
                    help="trained speech run (formant decoders need it); refused when it trained on any fold's test trials")
@@ -23,21 +27,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--models", default="resnet,lstm,linear", help="comma-separated decoders (default resnet,lstm,linear)")
     p.add_argument("--causal", action="store_true", help="train strictly causal decoders")
     p.add_argument("--split", default="kfold", help="kfold | flinker | lowo | swpd (default kfold)")
-    p.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
+    p.add_argument("--folds", type=int, default=None,
+                   help="number of folds for kfold / swpd (default: split.n_folds of the split config, 10)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (rerun the same command to resume)")
     p.add_argument("--cache-dir", default=None, metavar="DIR", help="feature cache (default: neurovox's cache)")
     p.add_argument("--quick", action="store_true", help="small, fast training settings for a first look")
     add_config_args(p)
-    p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from neurovox.evaluate.cv import run_cv
+    from neurovox.cv import run_cv
+    from neurovox.preprocess.splits import SplitConfig
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     summary = run_cv(args.data, models, args.out, speech_run=args.speech, causal=args.causal, split=args.split,
-                     n_folds=args.folds, seed=args.seed if args.seed is not None else 0, quick=args.quick,
+                     n_folds=args.folds if args.folds is not None else SplitConfig.n_folds, seed=args.seed if args.seed is not None else 0, quick=args.quick,
                      overrides=list(args.overrides or []), config_path=args.config,
                      cache_dir=args.cache_dir, train_speech=args.train_speech,
                      speech_overrides=list(args.speech_set))

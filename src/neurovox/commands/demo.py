@@ -14,15 +14,16 @@ from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("demo", help="simulate a participant, train, decode, evaluate and write the report",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from neurovox.cli import command_parser
+
+    p = command_parser(subparsers, "demo",
+                       "simulate a participant, train, decode, evaluate and write the report", __doc__, run)
     p.add_argument("--out", default="demo_out", metavar="DIR", help="output directory (default: demo_out)")
     p.add_argument("--quick", action="store_true", help="a first look in about 4 minutes on 2 CPU cores")
     p.add_argument("--seed", type=int, default=0, help="random seed for every stage")
     p.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
     p.add_argument("--encoding", choices=("realistic", "linear"), default="realistic",
                    help="simulated participant's encoding model (default realistic; docs/simulator.md)")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

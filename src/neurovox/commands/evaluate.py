@@ -6,11 +6,14 @@ import argparse
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
-        "evaluate", help="score a trained decoding run on its held-out trials (metrics.json + report.html)",
-        description="Decode the test trials of FILE with a finished decoder/dps run and write metrics.json "
-                    "(PCC, STOI, ESTOI, STOI+, MCD with bootstrap CIs, chance levels and the speech-autoencoder "
-                    "ceiling), per-trial WAVs and a self-contained report.html.")
+    from neurovox.cli import command_parser
+
+    p = command_parser(
+        subparsers, "evaluate", "score a trained decoding run on its held-out trials (metrics.json + report.html)",
+        "Decode the test trials of FILE with a finished decoder/dps run and write metrics.json (PCC, tilt-removed "
+        "PCC, STOI, ESTOI, STOI+, MCD with bootstrap CIs, chance levels, the no-neural baselines with each "
+        "decoder's gain over them, and the speech-autoencoder ceiling), per-trial WAVs and a self-contained "
+        "report.html.", run)
     p.add_argument("--run", required=True, metavar="RUN", help="finished run directory (kind decoder or dps)")
     p.add_argument("--data", required=True, metavar="FILE", help="the recording the run was trained on")
     p.add_argument("--out", metavar="DIR", default=None, help="output folder (default: RUN/eval)")
@@ -23,7 +26,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="draws of each chance control, pooled (default 1)")
     p.add_argument("--cache-dir", default=None, metavar="DIR", help="feature cache (default: neurovox's cache)")
     p.add_argument("--seed", type=int, default=0, help="random seed (bootstrap, chance draws, sampling)")
-    p.set_defaults(func=run)
     return p
 
 

@@ -163,14 +163,15 @@ def info(path: str, *, subject: str | None = None, nonfinite: str = "raise") -> 
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("info", help="summarise a recording (any supported format)",
-                              description=__doc__.split("\n\n")[0])
+    from neurovox.cli import command_parser
+
+    p = command_parser(subparsers, "info", "summarise a recording (any supported format)", __doc__.split("\n\n")[0],
+                       run)
     p.add_argument("path", help="Flinker .h5/.mat file, SWPD .nwb file or sub-XX directory, or BIDS root")
     p.add_argument("--subject", default=None, help="BIDS subject label when the root holds several")
     p.add_argument("--nonfinite", default="raise", choices=("raise", "mark_bad", "interpolate"),
                    help="what to do with NaN/Inf neural samples (default: raise an error naming the channels)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from neurovox.config import load_config, save_config
+from neurovox.config import save_config
 from neurovox.errors import ConfigError
 from neurovox.preprocess.config import HighGammaConfig
 
@@ -44,10 +44,9 @@ def preprocess_file(data: str | Path, out: str | Path, cfg: PreprocessRunConfig,
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from neurovox.cli import add_config_args
+    from neurovox.cli import add_config_args, command_parser
 
-    p = subparsers.add_parser("preprocess", help="raw voltage -> high-gamma frames (offline or causal)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser(subparsers, "preprocess", "raw voltage -> high-gamma frames (offline or causal)", __doc__, run)
     p.add_argument("--data", required=True, metavar="FILE", help="raw recording (any format read_recording reads)")
     p.add_argument("--out", required=True, metavar="FILE.h5", help="output HDF5 file (Flinker layout)")
     p.add_argument("--causal", action="store_true", help="causal filters and streaming envelope (real-time use)")
@@ -55,19 +54,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="output frame rate (default 125 Hz = 8 ms frames)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     add_config_args(p)
-    p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = list(args.overrides)
-    if args.causal:
-        overrides.append("high_gamma.causal=true")
+    from neurovox.cli import config_from_args
+
+    flags = ["high_gamma.causal=true"] if args.causal else []
     if args.frame_rate_hz is not None:
-        overrides.append(f"high_gamma.frame_rate_hz={args.frame_rate_hz}")
-    if args.seed is not None:
-        overrides.append(f"seed={args.seed}")
-    cfg = load_config(PreprocessRunConfig, args.config, overrides)
+        flags.append(f"high_gamma.frame_rate_hz={args.frame_rate_hz}")
+    cfg = config_from_args(PreprocessRunConfig, args, flags)
     t0 = time.perf_counter()
     out = preprocess_file(args.data, args.out, cfg, overwrite=args.overwrite)
     from neurovox.io import read_recording

@@ -17,13 +17,14 @@ import numpy as np
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("resynth", help="analyse a WAV into the 18 formant parameters and render it back",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from neurovox.cli import command_parser
+
+    p = command_parser(subparsers, "resynth",
+                       "analyse a WAV into the 18 formant parameters and render it back", __doc__, run)
     p.add_argument("--run", required=True, metavar="RUN", help="a finished `neurovox train speech` run directory")
     p.add_argument("--in", dest="inp", required=True, metavar="WAV", help="input audio (any rate, mono or stereo)")
     p.add_argument("--out", required=True, metavar="WAV", help="output WAV (16 kHz mono)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthesizer's noise (default 0)")
-    p.set_defaults(func=run)
     return p
 
 

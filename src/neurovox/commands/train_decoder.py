@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import argparse
 
-from neurovox.cli import add_config_args, add_run_args
+from neurovox.cli import add_config_args, add_run_args, command_parser
 
 MODELS = ("linear", "resnet", "swin", "lstm", "gru")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("decoder", help="train a neural decoder (linear baseline, ResNet3D, Swin3D, LSTM/GRU)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser(subparsers, "decoder",
+                       "train a neural decoder (linear baseline, ResNet3D, Swin3D, LSTM/GRU)", __doc__, run)
     p.add_argument("--data", required=True, metavar="FILE", help="recording (Flinker .h5, SWPD .nwb / BIDS, ...)")
     p.add_argument("--speech", metavar="RUN", default=None,
                    help="speech run (frozen encoder + synthesizer); without it the deep decoders train through "
@@ -28,32 +28,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--cache-dir", default=None, metavar="DIR", help="feature cache (default: neurovox's cache)")
     add_config_args(p)
     add_run_args(p)
-    p.set_defaults(func=run)
     return p
 
 
 def build_config(args: argparse.Namespace):
     """Defaults <- --quick <- --config <- --model/--causal/--seed <- --set (saved as config.yaml)."""
-    from neurovox.config import load_config, parse_overrides
+    from neurovox.cli import config_from_args
+    from neurovox.config import parse_overrides
     from neurovox.decoders.train import DecoderRunConfig, quick_settings
 
     overrides = list(args.overrides or [])
     model = args.model
     if model is None:
         model = parse_overrides(overrides).get("decoder", {}).get("model", "resnet")
-    base = quick_settings(model) if args.quick else {}
+    quick = quick_settings(model)
     flags = []
     if args.model is not None:
         flags.append(f"decoder.model={args.model}")
     if args.causal:
         flags.append("decoder.causal=true")
-    if args.seed is not None:
-        flags.append(f"seed={args.seed}")
-    cfg = load_config(DecoderRunConfig, args.config, flags + overrides, base=base)
+    cfg = config_from_args(DecoderRunConfig, args, flags, quick=quick)
     if cfg.decoder.causal and not cfg.prepare.causal and "causal" not in parse_overrides(overrides).get("prepare", {}) \
             and not _config_sets_prepare_causal(args.config):
         # a causal decoder prepares raw voltage causally; layered as a flag so config.yaml records what ran
-        cfg = load_config(DecoderRunConfig, args.config, flags + ["prepare.causal=true"] + overrides, base=base)
+        cfg = config_from_args(DecoderRunConfig, args, flags + ["prepare.causal=true"], quick=quick)
     return cfg
 
 

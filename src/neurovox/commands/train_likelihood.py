@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neurovox.cli import add_config_args, add_run_args
+from neurovox.cli import add_config_args, add_run_args, command_parser, config_from_args
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("likelihood", help="train the neural likelihood model (generative decoding)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser(subparsers, "likelihood",
+                       "train the neural likelihood model (generative decoding)", __doc__, run)
     p.add_argument("--data", required=True, metavar="FILE", help="recording (Flinker .h5, SWPD .nwb / BIDS, ...)")
     p.add_argument("--cache-dir", default=None, metavar="DIR", help="feature cache (default: neurovox's cache)")
     p.add_argument("--prior", default=None, metavar="RUN", help="finished prior run (needed for --dps-out)")
@@ -32,17 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="a DpsConfig setting of the dps run, e.g. n_steps=50 (repeatable)")
     add_config_args(p)
     add_run_args(p)
-    p.set_defaults(func=run)
     return p
-
-
-def build_config(args: argparse.Namespace):
-    from neurovox.config import load_config
-    from neurovox.diffusion.train_likelihood import QUICK_LIKELIHOOD, LikelihoodRunConfig
-
-    flags = [f"seed={args.seed}"] if args.seed is not None else []
-    return load_config(LikelihoodRunConfig, args.config, flags + list(args.overrides or []),
-                       base=QUICK_LIKELIHOOD if args.quick else None)
 
 
 def check_finished_likelihood(out: str, data: str, cfg, *, prior_run: str | None, speech_run: str | None,
@@ -52,8 +42,9 @@ def check_finished_likelihood(out: str, data: str, cfg, *, prior_run: str | None
     from neurovox.diffusion.train_likelihood import check_generative_runs
     from neurovox.errors import RunError
     from neurovox.io import read_recording
-    from neurovox.preprocess import make_split, prepare
+    from neurovox.preprocess import prepare
     from neurovox.preprocess.leakage import training_sources
+    from neurovox.preprocess.splits import split_from_config
     from neurovox.runs import open_run
 
     lik = open_run(out, expect_kind="likelihood", require_done=True)
@@ -61,9 +52,8 @@ def check_finished_likelihood(out: str, data: str, cfg, *, prior_run: str | None
         raise RunError(f"The likelihood run {out!r} does not record which trials it trained on (made by an older "
                        "neurovox); retrain it: neurovox train likelihood ... --overwrite.")
     prepared = prepare(read_recording(data), cfg.prepare, cache_dir)
-    split = make_split(prepared, cfg.split.scheme, fold=cfg.split.fold, n_folds=cfg.split.n_folds,
-                       seed=cfg.split.seed, n_target_frames=cfg.window.n_target_frames,
-                       n_lead_frames=cfg.window.n_lead_frames)
+    split = split_from_config(prepared, cfg.split, n_target_frames=cfg.window.n_target_frames,
+                              n_lead_frames=cfg.window.n_lead_frames)
     check_generative_runs(prepared, split, data, prior_run=prior_run, speech_run=speech_run, seed=cfg.split.seed)
 
 
@@ -72,13 +62,13 @@ def run(args: argparse.Namespace) -> int:
 
     from neurovox.config import parse_overrides
     from neurovox.diffusion.decode import make_dps_run
-    from neurovox.diffusion.train_likelihood import train_likelihood
+    from neurovox.diffusion.train_likelihood import QUICK_LIKELIHOOD, LikelihoodRunConfig, train_likelihood
     from neurovox.errors import ConfigError
 
     if args.dps_out and not args.prior:
         raise ConfigError("--dps-out needs --prior RUN (a finished `neurovox train prior` run).")
     dps_overrides = parse_overrides(args.dps_set)
-    cfg = build_config(args)
+    cfg = config_from_args(LikelihoodRunConfig, args, quick=QUICK_LIKELIHOOD)
     speech_run = dps_overrides.get("speech_run") or None
     if not ((Path(args.out) / "DONE").exists() and args.dps_out and not args.overwrite):
         torch.manual_seed(cfg.seed)  # weight initialisation; only the CLI seeds

@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import argparse
 
-from neurovox.cli import add_config_args, add_run_args
+from neurovox.cli import add_config_args, add_run_args, command_parser
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("prior", help="train the mel diffusion prior (generative decoding)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser(subparsers, "prior", "train the mel diffusion prior (generative decoding)", __doc__, run)
     p.add_argument("--speech", nargs="*", default=[], metavar="DIR_OR_FILE",
                    help="audio files/dirs and recordings whose speech trains the prior (plus the shipped corpus)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     add_config_args(p)
     add_run_args(p)
-    p.set_defaults(func=run)
     return p
 
 
@@ -35,18 +33,15 @@ def build_config(args: argparse.Namespace):
     """Defaults <- --quick <- --config <- --speech/--seed <- --set."""
     from pathlib import Path
 
-    from neurovox.config import load_config
+    from neurovox.cli import config_from_args
     from neurovox.diffusion.train_prior import QUICK_PRIOR, PriorRunConfig
 
     flags = []
     if args.speech:
         flags.append("prior.speech_paths=[" + ", ".join(repr(str(Path(s).resolve())) for s in args.speech) + "]")
-    if args.seed is not None:
-        flags.append(f"seed={args.seed}")
     if args.threads:
         flags.append(f"prior.num_threads={args.threads}")
-    return load_config(PriorRunConfig, args.config, flags + list(args.overrides or []),
-                       base=QUICK_PRIOR if args.quick else None)
+    return config_from_args(PriorRunConfig, args, flags, quick=QUICK_PRIOR)
 
 
 def run(args: argparse.Namespace) -> int:

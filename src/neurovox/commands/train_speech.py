@@ -12,47 +12,32 @@ from __future__ import annotations
 
 import argparse
 
-from neurovox.cli import add_config_args, add_run_args
+from neurovox.cli import add_config_args, add_run_args, command_parser, config_from_args
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("speech", help="train the speech autoencoder (encoder + formant synthesizer)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser(subparsers, "speech",
+                       "train the speech autoencoder (encoder + formant synthesizer)", __doc__, run)
     p.add_argument("--data", required=True, metavar="FILE",
                    help="recording with microphone audio (Flinker .h5, SWPD .nwb / BIDS, ...)")
     add_config_args(p)
     add_run_args(p)
-    p.set_defaults(func=run)
     return p
-
-
-def build_config(args: argparse.Namespace):
-    """Defaults <- --quick <- --config <- --seed <- --set (the result is saved as config.yaml)."""
-    from neurovox.config import load_config
-    from neurovox.encoder.train import QUICK_OVERRIDES, SpeechRunConfig
-
-    flags = [f"seed={args.seed}"] if args.seed is not None else []
-    return load_config(SpeechRunConfig, args.config, flags + list(args.overrides or []),
-                       base=QUICK_OVERRIDES if args.quick else None)
 
 
 def train_speech(data_path: str, out: str, cfg, *, overwrite: bool = False, progress: bool = True) -> dict:
     """Read the recording, open (or resume) the run directory, train, evaluate, mark done."""
-    from neurovox.encoder.train import train_speech_model
-    from neurovox.io import read_recording
-    from neurovox.runs import start_run
+    from neurovox.encoder.train import train_speech_run
 
-    rec = read_recording(data_path)
-    run = start_run(out, kind="speech", config=cfg, seed=cfg.seed, data_path=data_path, overwrite=overwrite)
-    metrics = train_speech_model(rec, cfg, run, progress=progress)
-    run.mark_done({"pcc_mel_db": metrics["pcc_mel_db"], "stoi": metrics["stoi"]})
-    return metrics
+    return train_speech_run(data_path, out, cfg, overwrite=overwrite, progress=progress)
 
 
 def run(args: argparse.Namespace) -> int:
     import lightning
 
-    cfg = build_config(args)
+    from neurovox.encoder.train import QUICK_OVERRIDES, SpeechRunConfig
+
+    cfg = config_from_args(SpeechRunConfig, args, quick=QUICK_OVERRIDES)
     lightning.seed_everything(cfg.seed, workers=True)  # model initialisation and data order; only the CLI seeds
     m = train_speech(args.data, args.out, cfg, overwrite=args.overwrite)
     print(f"speech run written to {args.out}: held-out resynthesis PCC (mel dB, per trial) {m['pcc_mel_db']:.3f}, "

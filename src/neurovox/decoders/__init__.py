@@ -8,11 +8,11 @@
 """
 
 from neurovox.decoders.base import GRID_MODELS, MODEL_NAMES, NeuralDecoder, build_decoder, decoder_from_args
-from neurovox.decoders.decode import decode_run, load_model, load_trial_decoder
+from neurovox.decoders.decode import load_model, load_trial_decoder
 from neurovox.decoders.layout import GridLayout, GridMapper, layout_from_channels, rectangular_layout
 from neurovox.decoders.linear import LinearBaseline, mel_db_to_audio
 from neurovox.decoders.streaming import StreamingDecoder, measure_latency
 
-__all__ = ["GRID_MODELS", "MODEL_NAMES", "NeuralDecoder", "build_decoder", "decoder_from_args", "decode_run",
+__all__ = ["GRID_MODELS", "MODEL_NAMES", "NeuralDecoder", "build_decoder", "decoder_from_args",
            "load_model", "load_trial_decoder", "GridLayout", "GridMapper", "layout_from_channels",
            "rectangular_layout", "LinearBaseline", "mel_db_to_audio", "StreamingDecoder", "measure_latency"]

@@ -7,19 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from neurovox.preprocess.config import PrepareConfig
+from neurovox.preprocess.splits import SplitConfig
 from neurovox.utils.check import check_option, check_range
 
 MODELS = ("linear", "resnet", "swin", "lstm", "gru")
-
-
-@dataclass
-class SplitConfig:
-    """Which trials train, validate and test (`neurovox.preprocess.make_split`)."""
-
-    scheme: str = "flinker"              # "flinker" (last 10 trials of each task), "kfold", "lowo", "swpd"
-    fold: int = 0                        # fold index for kfold / lowo / swpd
-    n_folds: int = 10                    # folds for kfold / swpd
-    seed: int = 0                        # seed of the trial shuffling of the split
 
 
 @dataclass
@@ -37,7 +28,7 @@ class DecoderTrainConfig:
                                          # that depends on the machine's speed, so a run it caps is not
                                          # reproducible (max_epochs is)
     patience: int = 30                   # epochs without validation improvement before stopping
-    lr: float = 1e-3                     # AdamW learning rate (cosine decay to 5 % over max_epochs)
+    lr: float = 1e-3                     # AdamW learning rate (cosine decay to 10 % over max_epochs)
     warmup_steps: int = 20               # steps of linear learning-rate warm-up
     ref_only_steps: int = 300            # steps, first phase: reference loss alone (no synthesis, fast steps)
     weight_decay: float = 1e-4           # AdamW weight decay

@@ -6,7 +6,6 @@ spectral phase."""
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any
 
 import torch
@@ -15,8 +14,9 @@ from neurovox.decoders.base import NeuralDecoder
 from neurovox.decoders.config import DecoderTrainConfig
 from neurovox.decoders.losses import reference_loss, spectral_loss
 from neurovox.decoders.speech import FrozenSpeech
-from neurovox.errors import ConfigError
+from neurovox.decoders.stoi_loss import stoi_loss
 from neurovox.utils.resume import mix_seed
+from neurovox.utils.training import ema_update, lr_factor
 
 
 def _lightning():
@@ -37,7 +37,7 @@ class DecoderModule(_lightning().LightningModule):
         self.speech = speech
         self.cfg = cfg
         self.seed = seed
-        self._stoi = _stoi_loss_fn() if cfg.w_stoi > 0 else None
+        self._stoi = stoi_loss if cfg.w_stoi > 0 else None
         # Per-frame reference controls of the whole recording (`reference_frames`), sliced per window by
         # start frame; a plain attribute (not a buffer) so checkpoints stay small. None: encoder per batch.
         self.ref_frames: dict[str, torch.Tensor] | None = None
@@ -68,7 +68,10 @@ class DecoderModule(_lightning().LightningModule):
         terms: dict[str, torch.Tensor] = {}
         total = raw.new_zeros(())
         if synth or ref is None:
-            out = self.speech.synth(raw)
+            # Fresh synthesizer noise at every training step (a function of seed and step, so a resumed run
+            # draws what an uninterrupted one would); one fixed draw for validation, comparable across epochs.
+            seed = mix_seed(self.seed, self.global_step, 1) if self.training else self.seed
+            out = self.speech.synth(raw, generator=torch.Generator(device=raw.device).manual_seed(seed))
             controls = out.controls
             terms.update(spectral_loss(out.wave, batch["audio"], tuple(cfg.spec_ffts), mel_weight=1.0,
                                        frame_weight=fw))
@@ -119,11 +122,7 @@ class DecoderModule(_lightning().LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.ema is None:
             return
-        n = self.global_step  # EMA warm-up: the decay grows from 0.1 to ema_decay (short runs still move)
-        d = min(self.cfg.ema_decay, (1.0 + n) / (10.0 + n))
-        with torch.no_grad():
-            for pe, p in zip(self.ema.parameters(), self.decoder.parameters()):
-                pe.lerp_(p, 1.0 - d)
+        ema_update(self.ema, self.decoder, self.global_step, self.cfg.ema_decay)
 
     def eval_model(self) -> NeuralDecoder:
         return self.ema if self.ema is not None else self.decoder
@@ -166,14 +165,6 @@ class DecoderModule(_lightning().LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-def lr_factor(step: int, total: int, warmup: int) -> float:
-    """Linear warm-up over `warmup` steps, then cosine decay to 5 % at `total` steps (multiplies lr)."""
-    if step < warmup:
-        return (step + 1) / warmup
-    t = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t))
-
-
 def _mel_t(x: torch.Tensor) -> torch.Tensor:
     from neurovox import dsp
     return torch.from_numpy(dsp.mel_filterbank()).to(x).T
@@ -189,18 +180,6 @@ def batch_pcc(dec_mel: torch.Tensor, ref_mel: torch.Tensor, mask: torch.Tensor) 
         a, b = a - a.mean(), b - b.mean()
         rs.append((a * b).sum() / (a.norm() * b.norm()).clamp_min(1e-8))
     return torch.stack(rs).mean() if rs else dec_mel.new_zeros(())
-
-
-def _stoi_loss_fn():
-    for mod in ("neurovox.evaluate.metrics", "neurovox.evaluate.stoi_loss"):
-        try:
-            m = __import__(mod, fromlist=["stoi_loss"])
-            if hasattr(m, "stoi_loss"):
-                return m.stoi_loss
-        except ImportError:
-            continue
-    raise ConfigError("decoder.w_stoi > 0 needs neurovox.evaluate.stoi_loss, which is not available; "
-                      "set decoder.w_stoi=0.")
 
 
 def phase_early_stopping(base: type) -> type:

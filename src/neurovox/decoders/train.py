@@ -24,6 +24,7 @@ layout.json, and DONE. Configuration: decoders/config.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import warnings
@@ -38,16 +39,17 @@ from neurovox.decoders.base import GRID_MODELS, NeuralDecoder, build_decoder
 from neurovox.decoders.config import (MODELS, DecoderRunConfig, DecoderTrainConfig, SplitConfig, model_kwargs,
                                       quick_settings)
 from neurovox.decoders.layout import GridLayout, layout_from_channels
-from neurovox.decoders.lightning_module import DecoderModule, batch_pcc, lr_factor, phase_early_stopping
+from neurovox.decoders.lightning_module import DecoderModule, batch_pcc, phase_early_stopping
 from neurovox.decoders.speech import (FrozenSpeech, calibrate_loudness, init_output_bias, load_frozen_speech,
                                       reference_frames)
 from neurovox.errors import ConfigError, DataError
 from neurovox.utils.files import atomic_path, write_json_atomic
 from neurovox.utils.memory import check_fits
+from neurovox.utils.training import choose_device
 
 # Names other modules import from here (the configuration and the speech helpers live in their own modules).
 __all__ = ["MODELS", "DecoderRunConfig", "DecoderTrainConfig", "SplitConfig", "model_kwargs", "quick_settings",
-           "DecoderModule", "batch_pcc", "lr_factor", "FrozenSpeech", "load_frozen_speech", "reference_frames",
+           "DecoderModule", "batch_pcc", "FrozenSpeech", "load_frozen_speech", "reference_frames",
            "init_output_bias", "calibrate_loudness", "derive_layout", "prepare_data", "train_decoder",
            "save_model", "save_npz"]
 
@@ -72,13 +74,13 @@ def _collate_windows(dataset: Any, n: int | None = None) -> dict[str, np.ndarray
 def prepare_data(data_path: str | Path, cfg: Any, cache_dir: Path | None = None) -> tuple[Any, Any, Any]:
     """Read + prepare the recording, make the split and fit the Normalizer on training frames."""
     from neurovox.io import read_recording
-    from neurovox.preprocess import Normalizer, make_split, prepare
+    from neurovox.preprocess import Normalizer, prepare
+    from neurovox.preprocess.splits import split_from_config
 
     rec = read_recording(data_path)
     prepared = prepare(rec, cfg.prepare, cache_dir)
-    split = make_split(prepared, cfg.split.scheme, fold=cfg.split.fold, n_folds=cfg.split.n_folds,
-                       seed=cfg.split.seed, n_target_frames=cfg.decoder.n_target_frames,
-                       n_lead_frames=cfg.decoder.n_lead_frames)
+    split = split_from_config(prepared, cfg.split, n_target_frames=cfg.decoder.n_target_frames,
+                              n_lead_frames=cfg.decoder.n_lead_frames)
     normalizer = Normalizer().fit(prepared.neural, split.train_frame_mask)  # never test or validation frames
     return prepared, split, normalizer
 
@@ -132,8 +134,12 @@ def train_decoder(data_path: str | Path, out: str | Path, cfg: Any, *, speech_ru
 
     dcfg: DecoderTrainConfig = cfg.decoder
     if dcfg.model != "linear" and speech_run is None and dcfg.w_ref > 0:
+        # Without a speech encoder there are no reference parameters: w_ref=0 is what runs, so it is what
+        # config.yaml says.
         print("note: no --speech run given: training through the default synthesizer with the spectral loss only "
-              "(no reference-parameter loss).")
+              "(decoder.w_ref=0).")
+        dcfg = dataclasses.replace(dcfg, w_ref=0.0)
+        cfg = dataclasses.replace(cfg, decoder=dcfg)
     extra = {"speech_run": str(Path(speech_run).resolve()) if speech_run else None, "model": dcfg.model,
              "causal": dcfg.causal}
     # Everything that can refuse the data (layout, empty split) runs before the run directory exists, so a
@@ -148,8 +154,11 @@ def train_decoder(data_path: str | Path, out: str | Path, cfg: Any, *, speech_ru
         check_speech_run(speech_run, prepared, split, data=data_path, seed=cfg.split.seed)
     layout = derive_layout(prepared.channels, dcfg.model)
     data = _datasets(prepared, split, normalizer, dcfg, cfg.seed)
-    if len(data["train"]) == 0:
-        raise DataError(f"The {cfg.split.scheme!r} split of {str(data_path)!r} has no training trials.")
+    for part in ("train", "val"):  # validation trials choose the regularisation, the epoch and when to stop
+        if len(data[part]) == 0:
+            raise DataError(f"The {cfg.split.scheme!r} split of {str(data_path)!r} has no {part} trials "
+                            f"({len(prepared.trials)} trials in the file); a decoder needs both. Record more trials "
+                            "or choose a split that leaves some (see neurovox.preprocess.splits).")
     if dcfg.model == "linear":
         module = None
     else:  # without a speech run, the default synthesizer's background noise comes from training frames only
@@ -197,14 +206,6 @@ def _fit_linear(run_dir: Path, data: dict[str, Any], cfg: DecoderTrainConfig, pr
     return summary
 
 
-def _device(cfg: DecoderTrainConfig) -> str:
-    if cfg.device == "auto":
-        return "gpu" if torch.cuda.is_available() else "cpu"
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("decoder.device='cuda' but no CUDA GPU is available; use decoder.device=auto or cpu.")
-    return "gpu" if cfg.device == "cuda" else "cpu"
-
-
 def _build_checked_module(data: dict[str, Any], cfg: DecoderTrainConfig, layout: GridLayout | None, prepared: Any,
                           speech_run: Any, seed: int, noise_power: np.ndarray) -> DecoderModule:
     """The training module, after checking that a step at cfg.batch_size fits in memory: refuse up front (with
@@ -214,7 +215,7 @@ def _build_checked_module(data: dict[str, Any], cfg: DecoderTrainConfig, layout:
 
     speech = load_frozen_speech(speech_run, noise_power)
     module = _build_module(data, cfg, layout, prepared, speech, seed)
-    check_fits(module, next(iter(plain_loader(data["train"], 1))), _device(cfg), batch_size=cfg.batch_size,
+    check_fits(module, next(iter(plain_loader(data["train"], 1))), choose_device(cfg.device, "decoder.device"), batch_size=cfg.batch_size,
                loss_fn=lambda b: module.losses(module.decoder, b, synth=True)["loss"],
                what=f"{cfg.model} decoder training ({module.decoder.n_params / 1e6:.2f} M parameters, windows of "
                     f"{cfg.n_lead_frames}+{cfg.n_target_frames} frames)",
@@ -231,7 +232,7 @@ def _fit_deep(run: Any, data: dict[str, Any], cfg: DecoderTrainConfig, module: D
     from neurovox.utils.resume_lightning import ResumeState
 
     train_loader = step_loader(data["train"], cfg.batch_size, seed)
-    val_loader = plain_loader(data["val"] if len(data["val"]) else data["train"], cfg.batch_size)
+    val_loader = plain_loader(data["val"], cfg.batch_size)
     _print_cost(module, train_loader, cfg, module.decoder)
     checkpoint = ModelCheckpoint(dirpath=run.checkpoint_dir, filename="best", monitor="val_loss", mode="min",
                                  save_last=True, enable_version_counter=False)
@@ -256,8 +257,10 @@ def _build_module(data: dict[str, Any], cfg: DecoderTrainConfig, layout: GridLay
 
     decoder = build_decoder("gru" if cfg.model == "gru" else cfg.model, n_channels=prepared.neural.shape[1],
                             n_out=N_RAW, causal=cfg.causal, layout=layout, **model_kwargs(cfg))
-    use_ref = cfg.w_ref > 0 and speech.encoder is not None
-    module = DecoderModule(decoder, speech, cfg if use_ref else _replace(cfg, w_ref=0.0), seed)
+    use_ref = cfg.w_ref > 0
+    if use_ref and speech.encoder is None:  # train_decoder sets w_ref=0 without a speech run
+        raise ConfigError("decoder.w_ref > 0 needs a speech run (--speech RUN) for the reference parameters.")
+    module = DecoderModule(decoder, speech, cfg, seed)
     if use_ref:  # the encoder's controls of the whole recording, once (not per step)
         t0 = time.perf_counter()
         ref_raw, module.ref_frames = reference_frames(speech, prepared.spec_power)
@@ -283,7 +286,7 @@ def _trainer(run: Any, cfg: DecoderTrainConfig, progress: bool, callbacks: list[
     remove_stale_temporaries(run.checkpoint_dir)
     stopping = phase_early_stopping(EarlyStopping)(monitor="val_loss", mode="min", patience=cfg.patience)
     return pl.Trainer(max_epochs=cfg.max_epochs, max_time=({"minutes": cfg.max_minutes} if cfg.max_minutes else None),
-                      accelerator=_device(cfg), devices=1, logger=TensorBoardLogger(str(run.path), name="logs"),
+                      accelerator=choose_device(cfg.device, "decoder.device"), devices=1, logger=TensorBoardLogger(str(run.path), name="logs"),
                       callbacks=[stopping, *callbacks], plugins=[AtomicCheckpointIO()], enable_progress_bar=progress,
                       gradient_clip_val=cfg.grad_clip or None, log_every_n_steps=5, enable_model_summary=False,
                       num_sanity_val_steps=0, deterministic=False)
@@ -291,10 +294,6 @@ def _trainer(run: Any, cfg: DecoderTrainConfig, progress: bool, callbacks: list[
 
 def _f(x: Any) -> float | None:
     return None if x is None else float(x)
-
-
-def _replace(cfg: DecoderTrainConfig, **changes: Any) -> DecoderTrainConfig:
-    return DecoderTrainConfig(**{**asdict(cfg), **changes})
 
 
 def _print_cost(module: DecoderModule, loader: Any, cfg: DecoderTrainConfig, decoder: NeuralDecoder) -> None:
@@ -327,7 +326,7 @@ def _print_cost(module: DecoderModule, loader: Any, cfg: DecoderTrainConfig, dec
 
 def save_model(path: Path, name: str, model: NeuralDecoder, synth: torch.nn.Module) -> None:
     """model.pt: name, constructor args, weights, and the frozen synthesizer (config + state)."""
-    synth_cfg = asdict(synth.cfg) if hasattr(synth, "cfg") else {}
+    synth_cfg = asdict(synth.cfg)
     payload = {"model_name": name, "model_args": model.model_args, "state_dict": model.state_dict(),
                "synth_config": synth_cfg, "synth_state": synth.state_dict()}
     with atomic_path(path) as tmp:

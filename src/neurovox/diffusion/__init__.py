@@ -1,14 +1,14 @@
 """neurovox.diffusion: generative decoding with a mel diffusion prior (approach B).
 
     schedule.py        NoiseSchedule (VP, cosine/linear; buffers; epsilon/v/x0 conversions)
-    denoiser.py        MelUNet (2-D U-Net over 1 x 80 x T), denoiser_temporal.py TemporalUNet (1-D, CPU-friendly)
+    denoiser.py        MelUNet (2-D U-Net over 1 x 80 x T) and TemporalUNet (1-D, CPU-friendly), one body
     ddim.py            DDIMSampler, DDPMSampler (set_timesteps / step -> StepOutput(prev_sample, pred_x0))
     dps.py             PosteriorSampler (Diffusion Posterior Sampling, gradient through the denoiser)
     likelihood.py      LikelihoodModel A: mel -> z-scored neural features (two-sided temporal convs)
     whisper.py         optional Whisper-encoder features from a local directory
     features.py        the prior's fixed mel scale, Griffin-Lim vocoding
     train_prior.py     `neurovox train prior`; train_likelihood.py `neurovox train likelihood`
-    decode.py          "dps" runs: make_dps_run, load_trial_decoder (TrialDecoder), decode_run
+    decode.py          "dps" runs: make_dps_run, load_trial_decoder (TrialDecoder)
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from __future__ import annotations
 from typing import Any
 
 _LAZY = {
-    "NoiseSchedule": "schedule", "MelUNet": "denoiser", "DenoiserConfig": "denoiser", "TemporalUNet": "denoiser_temporal",
+    "NoiseSchedule": "schedule", "MelUNet": "denoiser", "DenoiserConfig": "denoiser", "TemporalUNet": "denoiser",
     "DDIMSampler": "ddim", "DDPMSampler": "ddim", "StepOutput": "ddim", "PosteriorSampler": "dps",
     "posterior_sample": "dps", "LikelihoodModel": "likelihood", "LikelihoodConfig": "likelihood",
     "train_prior": "train_prior", "load_prior": "train_prior", "train_likelihood": "train_likelihood",
     "load_likelihood": "train_likelihood", "make_dps_run": "decode", "load_trial_decoder": "decode",
-    "decode_run": "decode", "DpsConfig": "decode",
+    "DpsConfig": "decode",
 }
 
 __all__ = sorted(_LAZY)

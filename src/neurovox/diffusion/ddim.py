@@ -68,6 +68,11 @@ class _StridedSampler:
             raise ConfigError(f"Timestep {t} is not one of the sampler's timesteps; call set_timesteps first.")
         return self._prev[t]
 
+    def _step_alphas(self, t: int | torch.Tensor, x_t: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
+        """(t', abar_t, abar_t') of the step from t to the previous strided timestep t'."""
+        t_prev = self.prev_timestep(t)
+        return t_prev, self.schedule.abar(int(t), x_t), self.schedule.abar(t_prev, x_t)
+
     def _x0_eps(self, model_output: torch.Tensor, t: int, x_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x0, eps = self.schedule.to_x0_eps(model_output, t, x_t)
         if self.clip_x0 is not None:
@@ -99,9 +104,7 @@ class DDIMSampler(_StridedSampler):
              generator: torch.Generator | None = None) -> StepOutput:
         # 1. previous timestep t' and the cumulative alphas abar_t, abar_t'
         t = int(t)
-        t_prev = self.prev_timestep(t)
-        abar_t = self.schedule.abar(t, x_t)
-        abar_prev = self.schedule.abar(t_prev, x_t)
+        t_prev, abar_t, abar_prev = self._step_alphas(t, x_t)
         # 2. predicted x_0 and eps ("predicted x_0" of eq. 12)
         pred_x0, pred_eps = self._x0_eps(model_output, t, x_t)
         # 3. sigma_t(eta) (eq. 16)
@@ -127,9 +130,7 @@ class DDPMSampler(_StridedSampler):
              generator: torch.Generator | None = None) -> StepOutput:
         # 1. t', abar_t, abar_t', and the step's alpha' = abar_t / abar_t', beta' = 1 - alpha'
         t = int(t)
-        t_prev = self.prev_timestep(t)
-        abar_t = self.schedule.abar(t, x_t)
-        abar_prev = self.schedule.abar(t_prev, x_t)
+        t_prev, abar_t, abar_prev = self._step_alphas(t, x_t)
         alpha_step = abar_t / abar_prev
         beta_step = 1 - alpha_step
         # 2. predicted x_0 (eq. 15)

@@ -14,8 +14,7 @@ likelihood run's Normalizer) and fixes the sampler settings (`DpsConfig`).
     out = dec.decode(neural_windows)        # (n, n_lead + n_target, n_channels), normalised
     out["mel_db"]                           # (n, n_target, 80); out["audio"] (n, n_target * 128)
 
-`decode_run(run_dir, data_path, out_dir, trials="test", seed=0)` writes per-trial WAVs, PNGs and
-decoded.npz like `neurovox.decoders.decode.decode_run` (what `neurovox decode --method dps` calls).
+`neurovox.decode.decode_run` writes a dps run's per-trial WAVs, PNGs and decoded.npz like any decoder's.
 """
 
 from __future__ import annotations
@@ -34,13 +33,13 @@ from neurovox.diffusion.daps import daps_sample
 from neurovox.diffusion.ddim import make_sampler
 from neurovox.diffusion.dps import PosteriorSampler, posterior_sample
 from neurovox.diffusion.features import MEL_DB_FLOOR, griffin_lim, images_to_windows, mel_db_to_power, windows_to_images
-from neurovox.diffusion.train_likelihood import LikelihoodRunConfig, SplitConfig, WindowConfig, load_likelihood
+from neurovox.diffusion.train_likelihood import LikelihoodRunConfig, WindowConfig, load_likelihood
 from neurovox.diffusion.train_prior import load_prior
 from neurovox.errors import ConfigError, DataError, RunError
 from neurovox.preprocess.config import PrepareConfig
+from neurovox.preprocess.splits import SplitConfig
 from neurovox.runs import Run, open_run, start_run
 from neurovox.utils.check import check_option, check_range
-from neurovox.utils.files import atomic_path, write_json_atomic
 
 
 @dataclass
@@ -146,6 +145,11 @@ class DpsTrialDecoder:
 
             self.speech = load_speech_model(cfg.dps.speech_run, device)
         self.last_timing: dict[str, float] = {}
+
+    def info(self) -> dict[str, Any]:
+        """What decode.json records about the decoder: the sampler settings and the last call's timing."""
+        return {"model": self.model_name, "causal": self.causal, "synthesis": self.synthesis,
+                "dps": asdict(self.config), "timing": self.last_timing}
 
     def _check(self, neural_windows: np.ndarray) -> np.ndarray:
         x = np.asarray(neural_windows, dtype=np.float32)
@@ -261,34 +265,3 @@ def load_trial_decoder(run_dir: str | Path, device: str = "cpu") -> DpsTrialDeco
             raise RunError(f"DPS run {str(run.path)!r} references {key} {path!r}, which does not exist. "
                            "Re-create it with `neurovox train likelihood ... --prior PRIOR --dps-out DPS`.")
     return DpsTrialDecoder(run, device=device)
-
-
-def decode_run(run_dir: str | Path, data_path: str | Path, out_dir: str | Path, *, trials: str = "test",
-               seed: int = 0, write_png: bool = True) -> Path:
-    """Decode the trials of `data_path` with a finished dps run; writes wav/, png/, decoded.npz, decode.json."""
-    from neurovox.decoders.decode import _playable, _write_png, trial_windows
-    from neurovox.io.audio import write_wav
-
-    run = open_run(run_dir, expect_kind="dps", require_done=True)
-    decoder = load_trial_decoder(run.path)
-    win = trial_windows(decoder, run, data_path, trials)
-    decoded = decoder.decode(win["neural"], generator=torch.Generator().manual_seed(seed))
-    out_dir = Path(out_dir)
-    with atomic_path(out_dir) as tmp:
-        tmp.mkdir(parents=True)
-        (tmp / "wav").mkdir()
-        (tmp / "png").mkdir()
-        for i, trial in enumerate(win["trial"]):
-            stem = f"trial_{int(trial):03d}"
-            write_wav(tmp / "wav" / f"{stem}_decoded.wav", _playable(decoded["audio"][i]), dsp.SAMPLE_RATE_HZ)
-            write_wav(tmp / "wav" / f"{stem}_reference.wav", _playable(win["audio"][i]), dsp.SAMPLE_RATE_HZ)
-            if write_png:
-                _write_png(tmp / "png" / f"{stem}.png", win["mel_db"][i], decoded["mel_db"][i],
-                           f"{stem} '{win['labels'][i]}' ({decoder.model_name})")
-        with open(tmp / "decoded.npz", "wb") as fh:
-            np.savez(fh, trial=win["trial"].astype(np.int64), label=win["labels"], decoded_mel_db=decoded["mel_db"],
-                     reference_mel_db=win["mel_db"].astype(np.float32), speech_mask=win["speech_mask"].astype(bool))
-        write_json_atomic(tmp / "decode.json", {"run": str(run.path.resolve()), "data": str(Path(data_path).resolve()),
-                                                "trials": trials, "n_trials": int(len(win["trial"])), "seed": seed,
-                                                "dps": asdict(decoder.config), "timing": decoder.last_timing})
-    return out_dir

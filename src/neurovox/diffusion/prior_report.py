@@ -42,8 +42,8 @@ def write_prior_samples(run_dir: Path, denoiser: torch.nn.Module, schedule: Nois
     """Sample the prior, compare with `real_unit` (n, 1, n_mels, n_frames) unit-scale windows; write
     RUN/report.html, RUN/figures/samples.png and RUN/samples.json. Returns the statistics."""
     from neurovox.diffusion.ddim import make_sampler, sample_prior
-    from neurovox.report.figures import _plt, mel_axis_hz
-    from neurovox.report.html import _page
+    from neurovox.report.figures import pyplot, mel_axis_hz
+    from neurovox.report.html import html_page
 
     device = next(denoiser.parameters()).device
     denoiser.eval()
@@ -60,7 +60,7 @@ def write_prior_samples(run_dir: Path, denoiser: torch.nn.Module, schedule: Nois
     stats = {"prior_samples": speech_statistics(fake_db, reference), "real_windows": speech_statistics(real_db, reference),
              "gaussian_noise": speech_statistics(noise_db, reference), "ddim_steps": N_STEPS}
 
-    plt = _plt()
+    plt = pyplot()
     fig_dir = run_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     n = real_db.shape[0]
@@ -93,5 +93,5 @@ def write_prior_samples(run_dir: Path, denoiser: torch.nn.Module, schedule: Nois
             f"<table><thead><tr><th></th><th>spectral-profile r vs real</th><th>frame-energy std (dB)</th></tr></thead>"
             f"<tbody>{rows}</tbody></table><p>Speech-like samples have a profile r near the real windows' 1.0 and an "
             f"energy spread near the real windows'; Gaussian noise on the same scale is what an untrained prior gives.</p>")
-    write_text_atomic(run_dir / "report.html", _page("neurovox: diffusion prior samples", body))
+    write_text_atomic(run_dir / "report.html", html_page("neurovox: diffusion prior samples", body))
     return stats

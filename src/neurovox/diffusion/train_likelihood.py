@@ -23,22 +23,15 @@ from tqdm.auto import tqdm
 
 from neurovox.diffusion.features import windows_to_images
 from neurovox.diffusion.likelihood import LikelihoodConfig, LikelihoodModel
-from neurovox.errors import RunError
+from neurovox.errors import DataError, RunError
 from neurovox.preprocess.config import PrepareConfig
-from neurovox.runs import Run, open_run, start_run
+from neurovox.preprocess.splits import SplitConfig
+from neurovox.runs import Run, load_run_weights, start_run
 from neurovox.utils.files import atomic_path, write_json_atomic
 from neurovox.utils.resume import (load_checkpoint_file, remove_stale_temporaries, rng_state, save_checkpoint_file,
                                    set_rng_state)
 
 LIKELIHOOD_FILE = "likelihood.pt"
-
-
-@dataclass
-class SplitConfig:
-    scheme: str = "flinker"          # "flinker", "kfold", "lowo" or "swpd"
-    fold: int = 0                    # test fold (ignored by "flinker"), index
-    n_folds: int = 10                # folds for kfold/swpd, count
-    seed: int = 0                    # draws the validation trials, RNG seed
 
 
 @dataclass
@@ -114,20 +107,24 @@ def train_likelihood(data_path: str | Path, out: str | Path, cfg: LikelihoodRunC
     (`check_generative_runs`). The training trials are recorded in run.json ("training_data").
     """
     from neurovox.io import read_recording
-    from neurovox.preprocess import Normalizer, WindowDataset, make_split, prepare
+    from neurovox.preprocess import Normalizer, WindowDataset, prepare
     from neurovox.preprocess.leakage import record_training_data, recording_source
+    from neurovox.preprocess.splits import split_from_config
 
     lc, wc = cfg.likelihood, cfg.window
     rec = read_recording(data_path)
     prepared = prepare(rec, cfg.prepare, cache_dir)
-    split = make_split(prepared, cfg.split.scheme, fold=cfg.split.fold, n_folds=cfg.split.n_folds, seed=cfg.split.seed,
-                       n_target_frames=wc.n_target_frames, n_lead_frames=wc.n_lead_frames)
+    split = split_from_config(prepared, cfg.split, n_target_frames=wc.n_target_frames, n_lead_frames=wc.n_lead_frames)
     check_generative_runs(prepared, split, data_path, prior_run=prior_run, speech_run=speech_run, seed=cfg.split.seed)
+    if len(split.val_trials) == 0:  # they pick the epoch and set the noise variance DPS assumes
+        raise DataError(f"The {cfg.split.scheme!r} split of {str(data_path)!r} has no validation trials "
+                        f"({len(prepared.trials)} trials in the file); the likelihood model needs them. Record more "
+                        "trials or choose a split that leaves some.")
     norm = Normalizer().fit(prepared.neural, split.train_frame_mask)
     g = torch.Generator().manual_seed(cfg.seed)
     kw = dict(n_target_frames=wc.n_target_frames, n_lead_frames=wc.n_lead_frames)
     train_ds = WindowDataset(prepared, split, norm, "train", generator=g, **kw)
-    val_ds = WindowDataset(prepared, split, norm, "val", **kw) if len(split.val_trials) else None
+    val_ds = WindowDataset(prepared, split, norm, "val", **kw)
     test_ds = WindowDataset(prepared, split, norm, "test", **kw)
     # The run directory is made only now: a refused input (bad data, empty split, a prior that heard the test
     # trials) leaves nothing behind.
@@ -173,7 +170,7 @@ def train_likelihood(data_path: str | Path, out: str | Path, cfg: LikelihoodRunC
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
-        val = evaluate_likelihood(model, val_ds or train_ds, wc.n_lead_frames, good)
+        val = evaluate_likelihood(model, val_ds, wc.n_lead_frames, good)
         state["history"].append({"epoch": epoch + 1, "train_mse": float(np.mean(losses)), "val_mse": val["mse"],
                                  "val_r": val["mean_r"]})
         bar.set_postfix(train=f"{np.mean(losses):.3f}", val=f"{val['mse']:.3f}", r=f"{val['mean_r']:.3f}")
@@ -190,7 +187,7 @@ def train_likelihood(data_path: str | Path, out: str | Path, cfg: LikelihoodRunC
     if state["best_state"] is not None:
         model.load_state_dict(state["best_state"])
     test = evaluate_likelihood(model, test_ds, wc.n_lead_frames, good)
-    val = evaluate_likelihood(model, val_ds, wc.n_lead_frames, good) if val_ds is not None else None
+    val = evaluate_likelihood(model, val_ds, wc.n_lead_frames, good)
     train_s = time.perf_counter() - t0
     save_likelihood(run.path / LIKELIHOOD_FILE, model, good)
     write_json_atomic(run.path / "normalizer.json", norm.state_dict())
@@ -213,11 +210,9 @@ def load_likelihood(run_dir: str | Path, device: str | torch.device = "cpu") -> 
     """(A in eval mode, its Normalizer, the run, good-channel mask (n_channels,) bool) of a finished likelihood run."""
     from neurovox.preprocess import Normalizer
 
-    run = open_run(run_dir, expect_kind="likelihood", require_done=True)
+    run, payload = load_run_weights(run_dir, "likelihood", LIKELIHOOD_FILE, ("config", "state_dict", "good_channels"),
+                                    device=device)
     path = run.path / LIKELIHOOD_FILE
-    if not path.is_file():
-        raise RunError(f"Likelihood run {str(run.path)!r} has no {LIKELIHOOD_FILE}; re-run `neurovox train likelihood`.")
-    payload = torch.load(path, map_location=device, weights_only=False)
     conf = dict(payload["config"])
     n_channels = conf.pop("n_channels")
     lc = LikelihoodConfig(**conf)
@@ -232,5 +227,5 @@ def load_likelihood(run_dir: str | Path, device: str | torch.device = "cpu") -> 
         raise RunError(f"Likelihood weights in {str(path)!r} do not match the model: missing {missing[:3]}, "
                        f"unexpected {unexpected[:3]}.")
     norm = Normalizer.from_state_dict(json.loads((run.path / "normalizer.json").read_text()))
-    good = np.asarray(payload.get("good_channels", [True] * n_channels), dtype=bool)
+    good = np.asarray(payload["good_channels"], dtype=bool)
     return model.to(device).eval(), norm, run, good

@@ -9,7 +9,6 @@ The final EMA weights are saved as RUN/prior.pt and load with `load_prior(run_di
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,9 +24,10 @@ from neurovox.diffusion.schedule import NoiseSchedule
 from neurovox.diffusion.speech_data import MelWindows, RecordingSplit, collect_speech, split_streams
 from neurovox.errors import ConfigError, RunError
 from neurovox.preprocess.leakage import record_training_data
-from neurovox.runs import Run, open_run, start_run
+from neurovox.runs import Run, load_run_weights, start_run
 from neurovox.utils.check import check_option, check_range
 from neurovox.utils.memory import MemoryEstimate, check_fits
+from neurovox.utils.training import ema_update, lr_factor
 
 PRIOR_FILE = "prior.pt"
 
@@ -41,7 +41,7 @@ class PriorTrainConfig:
     batch_size: int = 16                # windows per optimiser step, count
     lr: float = 2e-4                    # peak AdamW learning rate, 1/step
     warmup_steps: int = 200             # linear warm-up, optimiser steps
-    max_steps: int = 20000              # optimiser steps (cosine decay to 10 % of lr), count
+    max_steps: int = 20000              # optimiser steps (cosine decay to 10 % of lr, utils/training.py), count
     ema_decay: float = 0.999            # EMA of weights per step, fraction
     val_fraction: float = 0.05          # tail of each stream held out for validation, fraction
     n_val_windows: int = 64             # validation windows, count
@@ -75,14 +75,6 @@ QUICK_PRIOR = {"denoiser": {"arch": "unet1d", "channels": [128, 160, 192], "n_re
                          "corpus_copies": 2, "ema_decay": 0.995}}
 
 
-def get_lr(step: int, cfg: PriorTrainConfig) -> float:
-    """Linear warm-up, then cosine decay to 10 % of the peak (pure function of the step)."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 def diffusion_loss(denoiser: torch.nn.Module, schedule: NoiseSchedule, x0: torch.Tensor,
                    generator: torch.Generator | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
     """E_t,eps || f(x_t, t) - target ||^2 (Ho et al. 2020, eq. 14; target per `schedule.prediction`)."""
@@ -106,16 +98,13 @@ def _lightning_module(cfg: PriorRunConfig, denoiser: torch.nn.Module, schedule: 
 
         def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
             for group in self.optimizers().param_groups:
-                group["lr"] = get_lr(self.global_step, cfg.prior)
+                group["lr"] = cfg.prior.lr * lr_factor(self.global_step, cfg.prior.max_steps, cfg.prior.warmup_steps)
             loss = diffusion_loss(self.denoiser, self.schedule, batch, self.generator)
             self.log("train/loss", loss, prog_bar=True, on_step=True)
             return loss
 
         def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-            decay = min(cfg.prior.ema_decay, (1 + self.global_step) / (10 + self.global_step))
-            with torch.no_grad():
-                for e, p in zip(self.ema.parameters(), self.denoiser.parameters()):
-                    e.lerp_(p, 1 - decay)
+            ema_update(self.ema, self.denoiser, self.global_step, cfg.prior.ema_decay)
 
         def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
             g = torch.Generator().manual_seed(1000 + batch_idx)
@@ -226,11 +215,9 @@ def save_prior(path: Path, denoiser: torch.nn.Module, schedule: NoiseSchedule) -
 
 def load_prior(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, NoiseSchedule, int]:
     """(EMA denoiser in eval mode, schedule, window length in frames) of a finished prior run."""
-    run = open_run(run_dir, expect_kind="prior", require_done=True)
+    run, state = load_run_weights(run_dir, "prior", PRIOR_FILE, ("denoiser_config", "state_dict", "schedule"),
+                                  device=device)
     path = run.path / PRIOR_FILE
-    if not path.is_file():
-        raise RunError(f"Prior run {str(run.path)!r} has no {PRIOR_FILE}; re-run `neurovox train prior`.")
-    state = torch.load(path, map_location=device, weights_only=False)
     dc = dict(state["denoiser_config"])
     dc["channels"] = tuple(dc["channels"])
     denoiser = build_denoiser(DenoiserConfig(**dc))

@@ -21,7 +21,7 @@ from neurovox import dsp
 from neurovox.synth import PARAM_NAMES, params_to_vector
 
 
-def _plt():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,7 +36,7 @@ def plot_resynthesis(path: Path, ref_mel_db: np.ndarray, res_mel_db: np.ndarray,
     """Reference and resynthesised mel-dB spectrograms plus f0 and F1-F3 tracks; params (n_frames, 18)."""
     from neurovox.utils.files import atomic_path
 
-    plt = _plt()
+    plt = pyplot()
     n_frames = len(params)
     t_s = np.arange(n_frames) / dsp.FRAME_RATE_HZ
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))

@@ -1,7 +1,6 @@
 """Stage 1: train the speech autoencoder (SpeechEncoder -> FormantSynth) on a participant's speech.
 
-    run = start_run(out, kind="speech", config=cfg, seed=cfg.seed, data_path=path)
-    metrics = train_speech_model(recording_or_prepared, cfg, run)
+    metrics = train_speech_run(data_path, out, cfg)    # run dir, training, held-out metrics, DONE
     model = load_speech_model(run.path)          # SpeechModel(encoder, synth), frozen by stage 2
 
 Build -> loop (Lightning, a thin wrapper: checkpoints, TensorBoard, progress bar) -> held-out
@@ -23,14 +22,12 @@ import torch
 
 from neurovox.encoder.losses import multires_loss, praat_loss, regularisers, spectral_loss
 from neurovox.encoder.model import EncoderConfig, SpeechEncoder
-from neurovox.errors import RunError
 from neurovox.preprocess.config import PrepareConfig
 from neurovox.preprocess.splits import SplitConfig
 from neurovox.synth import FormantSynth, SynthConfig
 from neurovox.utils.check import check_option, check_range
 from neurovox.utils.files import atomic_path, write_json_atomic
-
-PRE_ONSET_FRAMES = 32  # test windows start this many frames before speech onset (Flinker convention)
+from neurovox.utils.training import choose_device, lr_factor
 
 
 @dataclass
@@ -106,14 +103,6 @@ def neutral_raw(synth: FormantSynth) -> torch.Tensor:
     return synth.controls_to_raw(ctl).reshape(-1)
 
 
-def get_lr_factor(step: int, cfg: SpeechTrainConfig) -> float:
-    """Linear warm-up, then cosine decay to 10 % (multiplies cfg.lr)."""
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    t = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))
-
-
 def praat_weight(step: int, cfg: SpeechTrainConfig) -> float:
     end = cfg.praat_decay_frac * cfg.max_steps
     return cfg.w_praat * max(0.0, 1.0 - step / end) if end > 0 else 0.0
@@ -158,18 +147,10 @@ def _module_class():
 
         def configure_optimizers(self):
             opt = torch.optim.AdamW(self.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: get_lr_factor(s, self.cfg))
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, self.cfg.max_steps, self.cfg.warmup_steps))
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     return SpeechModule
-
-
-def _device(cfg: SpeechTrainConfig) -> str:
-    if cfg.device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise RunError("speech.device is 'cuda' but no CUDA GPU is visible; use --set speech.device=cpu.")
-    return cfg.device
 
 
 def _as_prepared(data: Any, cfg: SpeechRunConfig):
@@ -206,7 +187,8 @@ def train_speech_model(data: Any, cfg: SpeechRunConfig, run: Any, *, progress: b
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from neurovox.preprocess import Normalizer, WindowDataset, make_split
+    from neurovox.preprocess import Normalizer, WindowDataset
+    from neurovox.preprocess.splits import split_from_config
     from neurovox.preprocess.leakage import record_training_data, recording_source
     from neurovox.preprocess.prepared import training_noise_power
     from neurovox.utils.resume import remove_stale_temporaries, resume_from, step_loader
@@ -215,10 +197,9 @@ def train_speech_model(data: Any, cfg: SpeechRunConfig, run: Any, *, progress: b
     tcfg = cfg.speech
     tcfg.validate()
     prepared = _as_prepared(data, cfg)
-    device = _device(tcfg)
+    device = choose_device(tcfg.device, "speech.device")
     sc = cfg.split
-    split = make_split(prepared, sc.scheme, fold=sc.fold, n_folds=sc.n_folds, seed=sc.seed,
-                       n_target_frames=tcfg.n_frames, n_lead_frames=0, pre_onset_frames=PRE_ONSET_FRAMES)
+    split = split_from_config(prepared, sc, n_target_frames=tcfg.n_frames, n_lead_frames=0)
     # What this model hears, in run.json before training starts (so an unfinished run says it too): the
     # decoders, likelihood models and evaluations that use it refuse it when it heard their test trials
     # (neurovox.preprocess.leakage). The test trials of a split do not depend on the window sizes.
@@ -249,7 +230,7 @@ def train_speech_model(data: Any, cfg: SpeechRunConfig, run: Any, *, progress: b
     remove_stale_temporaries(ckpt_dir)
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, enable_version_counter=False,
                                  every_n_train_steps=tcfg.checkpoint_every)
-    trainer = pl.Trainer(max_steps=tcfg.max_steps, accelerator="gpu" if device == "cuda" else "cpu", devices=1,
+    trainer = pl.Trainer(max_steps=tcfg.max_steps, accelerator=device, devices=1,
                          logger=TensorBoardLogger(str(Path(run.path) / "logs"), name="", version=""),
                          callbacks=[checkpoint, ResumeState(loader.sampler)], plugins=[AtomicCheckpointIO()],
                          enable_progress_bar=progress, enable_model_summary=False,
@@ -289,19 +270,33 @@ def save_speech_model(path: Path, encoder: SpeechEncoder, synth: FormantSynth, e
     return path
 
 
+def train_speech_run(data_path: str | Path, out: str | Path, cfg: SpeechRunConfig, *, overwrite: bool = False,
+                     progress: bool = True) -> dict[str, Any]:
+    """Read the recording, open (or resume) the run directory, train, evaluate, mark done; returns the metrics.
+
+    With speech.auto_voice the synthesizer's pitch and formant ranges follow the participant's sex; they are
+    resolved here, before the run directory is made, so that config.yaml holds the ranges that ran.
+    """
+    from neurovox.io import read_recording
+    from neurovox.runs import start_run
+
+    rec = read_recording(data_path)
+    cfg = dataclasses.replace(cfg, synth=resolve_synth_config(cfg.synth, rec.meta.sex, cfg.speech.auto_voice))
+    run = start_run(out, kind="speech", config=cfg, seed=cfg.seed, data_path=data_path, overwrite=overwrite)
+    metrics = train_speech_model(rec, cfg, run, progress=progress)
+    run.mark_done({"pcc_mel_db": metrics["pcc_mel_db"], "stoi": metrics["stoi"]})
+    return metrics
+
+
 def load_speech_model(run_dir: str | Path, device: str = "cpu") -> SpeechModel:
     """(encoder, synth) of a finished `neurovox train speech` run, in eval mode on `device`.
 
     Returns a NamedTuple, so both ``encoder, synth = load_speech_model(d)`` and ``.encoder`` work.
     """
-    from neurovox.runs import open_run
+    from neurovox.runs import load_run_weights
 
-    run = open_run(run_dir, expect_kind="speech")
-    path = run.path / "model.pt"
-    if not path.is_file():
-        raise RunError(f"Speech run {str(run.path)!r} has no model.pt (training did not finish). "
-                       "Re-run its `neurovox train speech` command to resume it.")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    _, payload = load_run_weights(run_dir, "speech", "model.pt",
+                                  ("synth_config", "synth_state", "encoder_config", "encoder_state"), require_done=False)
     synth = FormantSynth(SynthConfig(**payload["synth_config"]))
     synth.load_state_dict(payload["synth_state"])
     encoder = SpeechEncoder(EncoderConfig(**payload["encoder_config"]))

@@ -1,7 +1,7 @@
-"""Evaluation: metrics, chance levels, ceiling, `evaluate_run`, cross-validation.
+"""Evaluation: metrics, chance levels, no-neural baselines, ceiling, `evaluate_run` (cross-validation: `neurovox.cv`).
 
-Import the submodules directly (`neurovox.evaluate.metrics`, `.chance`, `.evaluate`, `.cv`,
-`.stoi_loss`); the names below are re-exported lazily so that `import neurovox.evaluate` stays light.
+Import the submodules directly (`neurovox.evaluate.metrics`, `.chance`, `.evaluate`); the
+differentiable STOI training loss is a decoder loss (`neurovox.decoders.stoi_loss`). The names below are re-exported lazily so that `import neurovox.evaluate` stays light.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 _EXPORTS = {
     "pcc_per_trial": "metrics", "pcc_per_bin": "metrics", "stoi": "metrics", "estoi": "metrics",
     "stoi_plus": "metrics", "mel_cepstral_distortion": "metrics", "bootstrap_ci": "metrics",
-    "stoi_loss": "stoi_loss", "TestSet": "chance", "chance_levels": "chance", "ceiling": "chance",
-    "score_trials": "chance", "evaluate_run": "evaluate", "evaluate_test_set": "evaluate", "run_cv": "cv",
+    "TestSet": "chance", "chance_levels": "chance", "ceiling": "chance",
+    "score_trials": "chance", "evaluate_run": "evaluate", "evaluate_test_set": "evaluate",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -16,7 +16,6 @@ The folder is written under a temporary name and renamed when complete.
 
 from __future__ import annotations
 
-import importlib
 import math
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,10 +39,10 @@ from neurovox.evaluate.chance import (
     summarize,
     windows_from_series,
 )
+from neurovox.decode import DECODER_KINDS, load_decoder
+from neurovox.io.audio import playable
 from neurovox.runs import git_hash, open_run
 from neurovox.utils.files import atomic_path, sha256_file, write_json_atomic
-
-DECODER_KINDS = ("decoder", "dps")
 
 
 def evaluate_test_set(decoder: TrialDecoder, test: TestSet, out_dir: str | Path, *, seed: int = 0,
@@ -170,17 +169,10 @@ def _write_wavs(folder: Path, test: TestSet, decoded: dict[str, np.ndarray],
         pairs += [(name, audio[i]) for name, audio in extra.items()]
         for name, wave in pairs:
             rel = f"audio/trial{i:03d}_{name}.wav"
-            sf.write(folder.parent / rel, _playable(wave), dsp.SAMPLE_RATE_HZ, subtype="PCM_16")
+            sf.write(folder.parent / rel, playable(wave), dsp.SAMPLE_RATE_HZ, subtype="PCM_16")
             row[f"wav_{name}"] = rel
         rows.append(row)
     return rows
-
-
-def _playable(wave: np.ndarray) -> np.ndarray:
-    """Peak-normalise to -1 dBFS for listening (metrics are computed before this)."""
-    w = np.asarray(wave, dtype=np.float64)
-    peak = np.abs(w).max()
-    return (w / peak * 0.89 if peak > 0 else w).astype(np.float32)
 
 
 def _json_clean(obj: Any) -> Any:
@@ -202,18 +194,6 @@ def _json_clean(obj: Any) -> Any:
 
 # Loading a real run --------------------------------------------------------------------------------
 
-def load_decoder(run_dir: str | Path) -> TrialDecoder:
-    """`neurovox.decoders.load_trial_decoder` for kind "decoder", `neurovox.diffusion...` for "dps"."""
-    run = open_run(run_dir, expect_kind=DECODER_KINDS, require_done=True)
-    module = "neurovox.diffusion" if run.kind == "dps" else "neurovox.decoders"
-    try:
-        load_trial_decoder = getattr(importlib.import_module(module), "load_trial_decoder")
-    except (ImportError, AttributeError):
-        raise RunError(f"Cannot evaluate {str(run.path)!r}: {module}.load_trial_decoder is not available in this "
-                       f"neurovox installation (run kind {run.kind!r}).") from None
-    return load_trial_decoder(run.path)
-
-
 def check_data_hash(run_dir: str | Path, data_path: str | Path, allow_other_data: bool = False) -> dict[str, Any]:
     """Compare FILE's SHA-256 with the hash the run was trained on; refuse a mismatch unless allowed."""
     run = open_run(run_dir, expect_kind=DECODER_KINDS)
@@ -222,8 +202,11 @@ def check_data_hash(run_dir: str | Path, data_path: str | Path, allow_other_data
         raise DataError(f"Data file {str(data_path)!r} does not exist. Pass the file the run was trained on.")
     sha = sha256_file(data_path)
     trained = run.meta.get("data_sha256")
-    matches = trained is None or trained == sha
-    if not matches and not allow_other_data:
+    if trained is None and not allow_other_data:  # nothing to compare with is not a match
+        raise RunError(f"Run {str(run.path)!r} does not record the data file it was trained on (no data_sha256 in "
+                       "run.json), so its test trials cannot be told apart from training data. Retrain it, or pass "
+                       "--allow-other-data to evaluate anyway (recorded in metrics.json).")
+    if trained != sha and not allow_other_data:
         raise RunError(
             f"Run {str(run.path)!r} was trained on data with SHA-256 {trained[:12]}... "
             f"({run.meta.get('data_path', '?')}), but {str(data_path)!r} has {sha[:12]}.... Test trials of "
@@ -245,15 +228,14 @@ def build_test_set(decoder: TrialDecoder, run_config: dict[str, Any], data_path:
     import torch
 
     from neurovox.io import read_recording
-    from neurovox.preprocess import WindowDataset, make_split, prepare
+    from neurovox.preprocess import WindowDataset, prepare
+    from neurovox.preprocess.splits import split_from_config
 
     rec = read_recording(data_path)
     prepared = prepare(rec, decoder.prepare_config, cache_dir)
-    split_cfg = run_config.get("split", {}) or {}
-    scheme = split_cfg.get("scheme", "flinker")
-    split = make_split(prepared, scheme, fold=int(split_cfg.get("fold", 0)), n_folds=int(split_cfg.get("n_folds", 10)),
-                       seed=int(split_cfg.get("seed", 0)), n_target_frames=decoder.n_target_frames,
-                       n_lead_frames=decoder.n_lead_frames)
+    split = split_from_config(prepared, run_config.get("split"), n_target_frames=decoder.n_target_frames,
+                              n_lead_frames=decoder.n_lead_frames)
+    scheme = split.scheme
     dataset = WindowDataset(prepared, split, decoder.normalizer, part="test",
                             n_target_frames=decoder.n_target_frames, n_lead_frames=decoder.n_lead_frames,
                             generator=torch.Generator().manual_seed(seed))

@@ -20,7 +20,7 @@ Every function names its convention, because the field uses several:
 - `paired_gain`: mean per-trial difference of two predictions of the same trials, with a paired
   bootstrap CI and a Wilcoxon signed-rank test.
 
-The differentiable training loss lives in `neurovox.evaluate.stoi_loss`.
+The differentiable training loss lives in `neurovox.decoders.stoi_loss`.
 """
 
 from __future__ import annotations

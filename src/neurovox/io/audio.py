@@ -79,6 +79,13 @@ def load_wav(path: str | os.PathLike, target_sfreq_hz: float | None = 16000) -> 
     return audio, notices
 
 
+def playable(wave: np.ndarray) -> np.ndarray:
+    """Peak-normalised to -1 dBFS for listening, shape kept, float32 (metrics are computed before this)."""
+    w = np.asarray(wave, dtype=np.float64)
+    peak = np.abs(w).max() if w.size else 0.0
+    return (w / peak * 0.89 if peak > 0 else w).astype(np.float32)
+
+
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sfreq_hz: float, *, subtype: str = "FLOAT") -> Path:
     """Write mono audio atomically (temporary name, then rename).
 

@@ -20,7 +20,7 @@ import numpy as np
 from neurovox.errors import DataError, FormatError, NeurovoxError
 from neurovox.io._common import trim_to_common_span
 from neurovox.io.audio import load_wav, resample_audio
-from neurovox.io.checks import check_channels, check_grid_positions, trial_notices
+from neurovox.io.checks import check_contents
 from neurovox.io.lazy import LazyNeural, MneSource
 from neurovox.io.recording import Recording, RecordingMeta, make_channel_table, make_trial_table
 from neurovox.utils.memory import in_memory_limit_bytes
@@ -181,9 +181,8 @@ def read_bids(bids_root: str | os.PathLike, subject: str | None = None, task: st
     neural, audio, trim_notes = trim_to_common_span(neural, sfreq, audio, audio_sfreq_hz, max_trim_s=MAX_TRIM_S,
                                                     where=where)
     notes += trim_notes
-    neural, channels, fix_notes = check_channels(neural, channels, nonfinite=nonfinite, where=where)
-    check_grid_positions(channels, where=where)
-    notes += fix_notes + trial_notices(trials, where=where)
+    neural, channels, check_notes = check_contents(neural, channels, trials, nonfinite=nonfinite, where=where)
+    notes += check_notes
     sex = {1: "M", 2: "F"}.get(int((raw.info.get("subject_info") or {}).get("sex", 0) or 0), "unknown")
     density = "seeg" if set(types) == {"seeg"} else "unknown"
     meta = RecordingMeta(participant_id=f"sub-{bp.subject}", sex=sex, grid_density=density,

@@ -345,3 +345,14 @@ def trial_notices(trials: pd.DataFrame, *, where: str = "recording") -> list[str
     i, j = order[overlap[0]], order[overlap[0] + 1]
     return [f"{len(overlap)} trials in {where} overlap the previous one (first: trial {j} starts at {on[j]:.3f} s "
             f"before trial {i} ends at {off[i]:.3f} s); windows around them share frames."]
+
+
+def check_contents(neural, channels: pd.DataFrame, trials: pd.DataFrame, *, nonfinite: str = "raise",
+                   where: str = "recording"):
+    """The checks every reader ends with: channel fixes (`check_channels`), grid positions, trial notices.
+
+    Returns (neural, channels, notes); raises DataError where the contents cannot be used.
+    """
+    neural, channels, notes = check_channels(neural, channels, nonfinite=nonfinite, where=where)
+    check_grid_positions(channels, where=where)
+    return neural, channels, notes + trial_notices(trials, where=where)

@@ -59,7 +59,7 @@ import pandas as pd
 
 from neurovox.errors import DataError, FormatError, NeurovoxError
 from neurovox.io._common import decode_strings, describe_hdf5_error, file_kind
-from neurovox.io.checks import check_channels, check_grid_positions, trial_notices
+from neurovox.io.checks import check_contents
 from neurovox.io.lazy import Hdf5Source, LazyNeural, is_lazy, processing_dtype
 from neurovox.io.recording import Recording, RecordingMeta, make_channel_table, make_trial_table
 from neurovox.utils.files import atomic_path
@@ -355,6 +355,11 @@ def _from_arrays(arrays: dict[str, np.ndarray], attrs: dict[str, Any], path: Pat
     derived: list[str] = []
     sfreq = float(neural_sfreq_hz or attrs.get("neural_sfreq_hz", DEFAULT_NEURAL_SFREQ_HZ))
     audio_sfreq = float(audio_sfreq_hz or attrs.get("audio_sfreq_hz", DEFAULT_AUDIO_SFREQ_HZ))
+    # The Flinker convention fills in what the file does not say; listed, so `neurovox info` shows the assumption.
+    for given, key, value in ((neural_sfreq_hz, "neural_sfreq_hz", f"{DEFAULT_NEURAL_SFREQ_HZ:g} Hz"),
+                              (audio_sfreq_hz, "audio_sfreq_hz", f"{DEFAULT_AUDIO_SFREQ_HZ:g} Hz")):
+        if not given and key not in attrs:
+            derived.append(f"{key} attribute missing -> {value} (the Flinker convention)")
     if not (np.isfinite(sfreq) and np.isfinite(audio_sfreq) and sfreq > 0 and audio_sfreq > 0):
         raise FormatError(f"sampling rates of {where} must be positive, got neural {sfreq} Hz and audio "
                           f"{audio_sfreq} Hz; pass neural_sfreq_hz= / audio_sfreq_hz= to override.")
@@ -428,9 +433,8 @@ def _from_arrays(arrays: dict[str, np.ndarray], attrs: dict[str, Any], path: Pat
     if unknown:
         notes.append(f"ignored unknown keys: {unknown[:10]}{' ...' if len(unknown) > 10 else ''}.")
 
-    neural, channels, fix_notes = check_channels(neural, channels, nonfinite=nonfinite, where=where)
-    check_grid_positions(channels, where=where)
-    notes += fix_notes + trial_notices(trials, where=where)
+    neural, channels, check_notes = check_contents(neural, channels, trials, nonfinite=nonfinite, where=where)
+    notes += check_notes
 
     def _attr_list(name: str) -> list[str]:
         try:
@@ -438,6 +442,9 @@ def _from_arrays(arrays: dict[str, np.ndarray], attrs: dict[str, Any], path: Pat
         except (TypeError, ValueError):
             return []
 
+    neural_kind = _pick(attrs.get("neural_kind"), ("raw", "high_gamma"), default="high_gamma")
+    if attrs.get("neural_kind") is None:
+        derived.append("neural_kind attribute missing -> high_gamma (the Flinker convention)")
     meta = RecordingMeta(
         participant_id=str(participant_id or attrs.get("participant_id", path.stem)),
         sex=_pick(attrs.get("sex"), ("F", "M", "unknown")),
@@ -448,7 +455,6 @@ def _from_arrays(arrays: dict[str, np.ndarray], attrs: dict[str, Any], path: Pat
         derived=list(dict.fromkeys(_attr_list("derived") + derived)),
         notes=list(dict.fromkeys(_attr_list("notes") + notes)),
     )
-    neural_kind = _pick(attrs.get("neural_kind"), ("raw", "high_gamma"), default="high_gamma")
     return Recording(neural=neural, neural_sfreq_hz=sfreq, neural_kind=neural_kind, audio=audio,
                      audio_sfreq_hz=audio_sfreq, channels=channels, trials=trials, meta=meta, extras=extras,
                      neural_unit=str(attrs.get("neural_unit", "a.u.")))

@@ -35,7 +35,7 @@ import pandas as pd
 
 from neurovox.errors import DataError, FormatError, NeurovoxError
 from neurovox.io._common import decode_strings, describe_hdf5_error, file_kind, trim_to_common_span
-from neurovox.io.checks import check_channels, check_grid_positions, trial_notices
+from neurovox.io.checks import check_contents
 from neurovox.io.lazy import Hdf5Source, LazyNeural, is_lazy, processing_dtype
 from neurovox.io.recording import CHANNEL_TYPES, Recording, RecordingMeta, make_channel_table, make_trial_table
 from neurovox.utils.files import atomic_path, write_json_atomic, write_text_atomic
@@ -342,9 +342,8 @@ def _read(nwb_path: Path, nonfinite: str, lazy: bool | None = None) -> Recording
     neural, audio, trim_notes = trim_to_common_span(neural, sfreq, audio, audio_sfreq, max_trim_s=MAX_TRIM_S,
                                                     where=where)
     notes += trim_notes
-    neural, channels, fix_notes = check_channels(neural, channels, nonfinite=nonfinite, where=where)
-    check_grid_positions(channels, where=where)
-    notes += fix_notes + trial_notices(trials, where=where)
+    neural, channels, check_notes = check_contents(neural, channels, trials, nonfinite=nonfinite, where=where)
+    notes += check_notes
     kind = sidecar.get("neural_kind", neural_desc if neural_desc in ("raw", "high_gamma") else "raw")
     meta = RecordingMeta(
         participant_id=str(sidecar.get("participant_id", sub)), sex=sex if sex in ("F", "M") else "unknown",

@@ -275,12 +275,9 @@ def check_prior_run(prior_run: str | Path, prepared: Any, split: Any, *, data: s
 
 
 def _split_of_config(prepared: Any, config: dict[str, Any], *, n_target: int = 128, n_lead: int = 16) -> Any:
-    from neurovox.preprocess.splits import make_split
+    from neurovox.preprocess.splits import split_from_config
 
-    sc = config.get("split", {}) or {}
-    return make_split(prepared, sc.get("scheme", "flinker"), fold=int(sc.get("fold", 0)),
-                      n_folds=int(sc.get("n_folds", 10)), seed=int(sc.get("seed", 0)),
-                      n_target_frames=n_target, n_lead_frames=n_lead)
+    return split_from_config(prepared, config.get("split"), n_target_frames=n_target, n_lead_frames=n_lead)
 
 
 def check_evaluation(run: Any, data_path: str | Path, *, speech_run: str | Path | None = None,

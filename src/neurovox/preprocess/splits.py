@@ -103,6 +103,18 @@ def trial_extent_mask(trials, rows: np.ndarray, n_frames: int, n_target: int, n_
     return mask
 
 
+def split_from_config(prepared, split_cfg: "SplitConfig | dict | None", *, n_target_frames: int,
+                      n_lead_frames: int, pre_onset_frames: int = PRE_ONSET_FRAMES) -> Split:
+    """The split a run trains (or was trained) with: its `SplitConfig`, or the `split` section of its saved
+    config.yaml. Keys missing from an old config take `SplitConfig`'s defaults (defined only there)."""
+    if not isinstance(split_cfg, SplitConfig):
+        from neurovox.config import from_dict
+
+        split_cfg = from_dict(SplitConfig, dict(split_cfg or {}), prefix="split.")
+    return make_split(prepared, split_cfg.scheme, fold=split_cfg.fold, n_folds=split_cfg.n_folds, seed=split_cfg.seed,
+                      n_target_frames=n_target_frames, n_lead_frames=n_lead_frames, pre_onset_frames=pre_onset_frames)
+
+
 def _pick_val(candidates: np.ndarray, val_fraction: float, rng: np.random.Generator) -> np.ndarray:
     if len(candidates) < 3 or val_fraction <= 0:
         return np.zeros(0, dtype=np.int64)

@@ -12,11 +12,9 @@ from neurovox import dsp
 
 # Order of the 18 interpretable parameters (neurovox.synth.params_to_vector): f0, loudness, voicing,
 # six formant frequencies, six formant amplitudes, unvoiced centre, bandwidth, amplitude.
-DEFAULT_PARAM_NAMES = ("f0_hz", "loudness", "voicing", "f1_hz", "f2_hz", "f3_hz", "f4_hz", "f5_hz", "f6_hz",
-                       "a1", "a2", "a3", "a4", "a5", "a6", "unvoiced_hz", "unvoiced_bw_hz", "unvoiced_amp")
 
-
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend, with the house style (every neurovox figure)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -25,15 +23,6 @@ def _plt():
     plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
                          "figure.dpi": 100, "savefig.bbox": None})
     return plt
-
-
-def param_names() -> tuple[str, ...]:
-    try:
-        from neurovox.synth import PARAM_NAMES  # type: ignore[attr-defined]
-
-        return tuple(PARAM_NAMES)
-    except (ImportError, AttributeError):
-        return DEFAULT_PARAM_NAMES
 
 
 def mel_axis_hz(n_mels: int) -> np.ndarray:
@@ -46,7 +35,7 @@ def mel_axis_hz(n_mels: int) -> np.ndarray:
 def spectrogram_comparison(path: Path, panels: list[tuple[str, np.ndarray]], speech_mask: np.ndarray | None,
                            title: str, vmin: float | None = None, vmax: float | None = None) -> Path:
     """Side-by-side mel spectrograms (each (n_frames, n_mels) in dB) on one colour scale."""
-    plt = _plt()
+    plt = pyplot()
     n_frames, n_mels = panels[0][1].shape
     if vmax is None:
         vmax = float(np.percentile(panels[0][1], 99.5))
@@ -117,7 +106,7 @@ def training_curves(path: Path, scalars: dict[str, tuple[np.ndarray, np.ndarray]
     """One panel per quantity (train and val of the same name share a panel); None if no scalars."""
     if not scalars:
         return None
-    plt = _plt()
+    plt = pyplot()
     groups: dict[str, list[str]] = {}
     for tag in sorted(scalars):
         key = tag.split("/", 1)[-1] if "/" in tag else tag
@@ -147,8 +136,8 @@ def training_curves(path: Path, scalars: dict[str, tuple[np.ndarray, np.ndarray]
 def parameter_trajectories(path: Path, params: np.ndarray, f0_hz: np.ndarray | None,
                            formants_hz: np.ndarray | None, speech_mask: np.ndarray | None, title: str) -> Path:
     """Decoded vs reference f0 and F1-F3 of one trial; params shape (n_frames, 18)."""
-    plt = _plt()
-    names = param_names()
+    plt = pyplot()
+    from neurovox.synth import PARAM_NAMES as names  # torch-backed: imported only where plotted
     t = np.arange(len(params)) / dsp.FRAME_RATE_HZ
     fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.0))
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.36, top=0.82, wspace=0.18)
@@ -186,7 +175,7 @@ def comparison_bars(path: Path, entries: list[dict[str, Any]], metric: str, labe
     rows = [e for e in entries if (e.get("metrics") or {}).get(metric, {}).get("mean") is not None]
     if not rows:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(3.5, 1.1 * len(rows) + 1.5), 2.8))
     x = np.arange(len(rows))
     means = [r["metrics"][metric]["mean"] for r in rows]

@@ -72,7 +72,8 @@ def _cell(stats: dict[str, Any] | None, metric: str, kind: str, css: str = "") -
     return f'<td class="v {css}" data-metric="{metric}" data-kind="{kind}"{value_attr}>{main}{ci}</td>'
 
 
-def _page(title: str, body: str) -> str:
+def html_page(title: str, body: str) -> str:
+    """A self-contained HTML page (inline CSS) around `body` (every neurovox report)."""
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>{html.escape(title)}</title><style>{CSS}</style></head>\n<body><main>\n{body}\n</main></body></html>\n")
@@ -278,7 +279,7 @@ def write_report(out_dir: str | Path, result: dict[str, Any], test: Any, decoded
         block.append("</div>")
         body.append("\n".join(block))
     path = out_dir / "report.html"
-    write_text_atomic(path, _page(result.get("title", "neurovox evaluation"), "\n".join(body)))
+    write_text_atomic(path, html_page(result.get("title", "neurovox evaluation"), "\n".join(body)))
     return path
 
 
@@ -374,5 +375,5 @@ def write_comparison_report(entries: list[dict[str, Any]], out_dir: str | Path,
     if figs:
         body.append("<div class=\"figs\">" + "".join(figs) + "</div>")
     path = out_dir / "report.html"
-    write_text_atomic(path, _page(title, "\n".join(body)))
+    write_text_atomic(path, html_page(title, "\n".join(body)))
     return path

@@ -1,7 +1,7 @@
 """`neurovox cv`: cross-validate one or several decoders, fold by fold, resumable.
 
     run_cv("data/sim.h5", speech_run="runs/speech", models=["resnet", "lstm", "linear"],
-           out_dir="runs/cv", split="kfold", n_folds=5)
+           out_dir="runs/cv", split="kfold", n_folds=10)
 
 No fold is scored through a speech model that heard its test trials: a given ``speech_run`` is checked
 against every fold's test trials before anything is written (`neurovox.preprocess.leakage`), which
@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from neurovox.errors import ConfigError
+from neurovox.preprocess.splits import SplitConfig
 from neurovox.utils.check import check_option
 from neurovox.utils.files import write_json_atomic
 
@@ -68,20 +69,16 @@ def train_fold_speech(*, fold: int, n_folds: int, split: str, data_path: Path, r
     import lightning
 
     from neurovox.config import load_config
-    from neurovox.encoder.train import QUICK_OVERRIDES, SpeechRunConfig, train_speech_model
-    from neurovox.io import read_recording
-    from neurovox.runs import open_run, start_run
+    from neurovox.encoder.train import QUICK_OVERRIDES, SpeechRunConfig, train_speech_run
+    from neurovox.runs import open_run
 
     if (run_dir / "DONE").exists():
         open_run(run_dir, expect_kind="speech", require_done=True)
         return run_dir
     flags = [f"split.scheme={split}", f"split.fold={fold}", f"split.n_folds={n_folds}", f"seed={seed}"]
     cfg = load_config(SpeechRunConfig, None, flags + list(overrides), base=QUICK_OVERRIDES if quick else None)
-    rec = read_recording(data_path)
     lightning.seed_everything(cfg.seed, workers=True, verbose=False)  # cv is a CLI-level driver, like `train speech`
-    run = start_run(run_dir, kind="speech", config=cfg, seed=cfg.seed, data_path=data_path)
-    metrics = train_speech_model(rec, cfg, run, progress=False)
-    run.mark_done({"pcc_mel_db": metrics["pcc_mel_db"], "stoi": metrics["stoi"]})
+    train_speech_run(data_path, run_dir, cfg, progress=False)
     return run_dir
 
 
@@ -203,7 +200,7 @@ def aggregate_folds(folds: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_cv(data_path: str | Path, models: Sequence[str], out_dir: str | Path, *, speech_run: str | Path | None = None,
-           causal: bool = False, split: str = "kfold", n_folds: int = 5, seed: int = 0, quick: bool = False,
+           causal: bool = False, split: str = "kfold", n_folds: int = SplitConfig.n_folds, seed: int = 0, quick: bool = False,
            overrides: Sequence[str] = (), config_path: str | Path | None = None,
            cache_dir: str | Path | None = None, train_fn: TrainFn | None = None,
            evaluate_fn: EvalFn | None = None, progress: bool = True, train_speech: bool = False,
