@@ -24,8 +24,7 @@ from neurovox.io import (
 )
 from neurovox.preprocess import HighGammaConfig, PrepareConfig, extract_high_gamma, prepare
 from neurovox.utils import memory
-from tests.test_io_common import assert_same_recording, make_recording
-from tests.test_preprocess_synthetic import make_raw_recording
+from tests.conftest import assert_same_recording, make_raw_recording, make_recording
 
 MIB = 1 << 20
 

@@ -1,26 +1,13 @@
 """Config loading: defaults <- YAML <- --set overrides, typed, unknown keys rejected with a suggestion."""
 
-from dataclasses import dataclass, field
-from typing import Literal
+import dataclasses
+import importlib
 
 import pytest
 
-from neurovox.config import load_config, parse_overrides, save_config, to_dict
+from neurovox.config import from_dict, load_config, parse_overrides, save_config, to_dict
 from neurovox.errors import ConfigError
-
-
-@dataclass
-class TrainSection:
-    max_epochs: int = 10          # passes over the training windows
-    lr: float = 1e-3              # learning rate
-    model: Literal["resnet", "lstm"] = "resnet"
-    channels: tuple[int, ...] = (16, 32)
-
-
-@dataclass
-class RunConfig:
-    seed: int = 0
-    train: TrainSection = field(default_factory=TrainSection)
+from tests.conftest import RunConfig
 
 
 def test_defaults_yaml_and_overrides_layer(tmp_path):
@@ -54,6 +41,59 @@ def test_save_load_round_trip(tmp_path):
     save_config(cfg, tmp_path / "config.yaml")
     again = load_config(RunConfig, tmp_path / "config.yaml")
     assert again == cfg and to_dict(again)["train"]["channels"] == [16, 32]
+
+
+# Every run config a command saves in its run directory, with non-default values of several types (nested
+# tuples, floats, strings, literals, booleans, a mapping) in several of its sections: {section: {field: value}}
+# (or {field: value} for a top-level field such as seed), applied to the defaults with dataclasses.replace,
+# so that the expected config does not itself go through from_dict.
+RUN_CONFIGS = [
+    ("neurovox.encoder.train", "SpeechRunConfig", {
+        "seed": 11, "prepare": {"band_low_hz": 65.5, "seeg_reference": "bipolar", "praat": False},
+        "split": {"scheme": "kfold", "n_folds": 5}, "synth": {"pitch_range": "male", "noise_gain": 0.75},
+        "encoder": {"dropout": 0.15}, "speech": {"device": "cpu", "w_praat": 0.5}}),
+    ("neurovox.decoders.config", "DecoderRunConfig", {
+        "seed": 3, "decoder": {"model": "lstm", "spec_ffts": (512, 2048), "resnet_widths": (8, 16, 32, 64),
+                               "swin_depths": (1, 3), "lr": 0.0025, "max_minutes": 12.5},
+        "prepare": {"line_noise_hz": 50.0}, "split": {"fold": 2}}),
+    ("neurovox.diffusion.train_prior", "PriorRunConfig", {
+        "denoiser": {"channels": (16, 32), "attention": False},
+        "prior": {"schedule": "linear", "prediction": "v", "lr": 0.0003, "speech_paths": ("a.wav", "sub dir/b.wav"),
+                  "exclude_voices": ("voice_2",), "split_scheme": "kfold"}}),
+    ("neurovox.diffusion.train_likelihood", "LikelihoodRunConfig", {
+        "window": {"n_target_frames": 64, "n_lead_frames": 8},
+        "likelihood": {"whisper_dir": "/models/whisper tiny", "input_noise": 0.05, "hidden": 96},
+        "prepare": {"causal": True}, "split": {"scheme": "kfold"}}),
+    ("neurovox.diffusion.decode", "DpsRunConfig", {
+        "dps": {"prior_run": "runs/prior", "likelihood_run": "runs/likelihood", "algorithm": "dps", "sampler": "ddim",
+                "eta": 0.25, "guidance_scale": 2.5, "vocoder": "formant", "speech_run": "runs/speech"},
+        "window": {"n_target_frames": 64}, "prepare": {"envelope_lowpass_hz": 12.5}}),
+    ("neurovox.simulate.output", "SimulateRunConfig", {
+        "seed": 5, "simulate": {"layout": "seeg", "n_seeg_shafts": 3, "hg_band_hz": (60.0, 180.0), "snr_db": -3.5,
+                                "participant_id": "sim07", "encoding": "linear",
+                                "extra": {"gain": 2.0, "tags": ["a", "b"]}}}),
+    ("neurovox.commands.preprocess", "PreprocessRunConfig", {
+        "high_gamma": {"line_noise_hz": 50.0, "zscore": "none", "ecog_reference": "none", "baseline_start_s": -0.3,
+                       "baseline_split": "kfold", "n_jobs": 1}}),
+]
+
+
+@pytest.mark.parametrize(("module", "name", "changes"), RUN_CONFIGS, ids=[c[1] for c in RUN_CONFIGS])
+def test_every_run_config_round_trips_non_default_values(module, name, changes, tmp_path):
+    """to_dict -> from_dict and save_config -> load_config give back the same run config, non-default
+    values included, with the same types (a tuple that came back as a list would not compare equal)."""
+    cls = getattr(importlib.import_module(module), name)
+    defaults = cls()
+    cfg = dataclasses.replace(defaults, **{
+        key: dataclasses.replace(getattr(defaults, key), **value) if dataclasses.is_dataclass(getattr(defaults, key))
+        else value for key, value in changes.items()})
+    for key, value in changes.items():  # every change is a real change: the round trip carries non-defaults
+        for field_name, v in (value.items() if isinstance(value, dict) else [(None, value)]):
+            default = getattr(defaults, key) if field_name is None else getattr(getattr(defaults, key), field_name)
+            assert v != default, (key, field_name, v)
+    assert from_dict(cls, to_dict(cfg)) == cfg
+    save_config(cfg, tmp_path / "config.yaml")
+    assert load_config(cls, tmp_path / "config.yaml") == cfg
 
 
 def test_bad_override_syntax():

@@ -17,7 +17,8 @@ import torch
 
 from neurovox.config import load_config
 from neurovox.decoders.train import DecoderRunConfig, train_decoder
-from neurovox.evaluate.evaluate import build_test_set, evaluate_test_set, load_decoder, speech_resynthesizer
+from neurovox.decode import load_decoder
+from neurovox.evaluate.evaluate import build_test_set, evaluate_test_set, speech_resynthesizer
 from neurovox.runs import open_run
 
 SNR_DB = 20.0
@@ -71,7 +72,9 @@ def fold_speech_run(high_snr_participant, tmp_path_factory):
     return run.path
 
 
-@pytest.mark.parametrize("model", list(MODELS))
+# The LSTM bar runs in the default suite; the grid models' bars (several minutes each on 2 cores) in `-m slow`.
+@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m in ("resnet", "swin") else m
+                                   for m in MODELS])
 def test_deep_decoder_reaches_90_percent_of_the_ceiling(model, high_snr_participant, fold_speech_run, tmp_path):
     path, cache = high_snr_participant
     speech_run_small = fold_speech_run

@@ -131,9 +131,12 @@ class _EnergyEncoder(torch.nn.Module):
 
 def test_deep_decoder_beats_chance_with_reference_curriculum(sim_hg_path, tmp_path, monkeypatch):
     """Causal LSTM on the 8x8 simulated participant (SNR 0 dB), trained by the reference phase of the
-    curriculum only (precomputed reference controls, no synthesis: ~0.02 s/step): on held-out trials
-    its decoded speech must match the real spectrogram far better than the same model fed
-    trial-shuffled neural data, and its loudness must follow the reference loudness."""
+    curriculum only (precomputed reference controls, no synthesis: ~0.02 s/step), scored on held-out trials
+    against the same model fed trial-shuffled neural data (chance): its loudness must follow the reference
+    loudness far better than chance (measured PCC 0.88 vs 0.34; bar: 0.7, and 0.35 above chance), and its
+    mel spectrogram must match the real one better than chance by a small but clear margin (measured PCC
+    0.08 vs -0.05; bar: 0.08 above chance). The mel margin is small because the hand-made energy encoder
+    renders every frame with neutral formants: only loudness and voicing carry the decoded speech."""
     import neurovox.decoders.train as train_mod
     from neurovox.io import read_recording
     from neurovox.preprocess import PrepareConfig, prepare
@@ -168,8 +171,8 @@ def test_deep_decoder_beats_chance_with_reference_curriculum(sim_hg_path, tmp_pa
 
     perm = np.roll(np.arange(len(mask)), 1)  # every test trial gets another trial's neural data
     (mel, loud), (mel_chance, loud_chance) = scores(win["neural"]), scores(win["neural"][perm])
-    print('MEASURED', dict(mel=mel, mel_chance=mel_chance, loud=loud, loud_chance=loud_chance))  # SCRATCH
-    # measured: loudness PCC 0.81 vs chance 0.44; mel PCC 0.00 vs -0.06 (the hand-made encoder's neutral
-    # formants make poor speech: with a trained speech run, quick runs reach mel PCC 0.74-0.78 vs 0.38)
-    assert loud > 0.7 and loud - loud_chance > 0.25, (loud, loud_chance)
-    assert mel - mel_chance > 0.03, (mel, mel_chance)
+    # measured: loudness PCC 0.884 vs chance 0.344 (gap 0.54); mel PCC 0.076 vs -0.051 (gap 0.127; the hand-made
+    # encoder's neutral formants make poor speech: with a trained speech run, quick runs reach mel PCC 0.74-0.78
+    # vs 0.38). The bars keep about two thirds of each measured gap.
+    assert loud > 0.7 and loud - loud_chance > 0.35, (loud, loud_chance)
+    assert mel - mel_chance > 0.08, (mel, mel_chance)

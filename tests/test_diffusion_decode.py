@@ -66,6 +66,7 @@ def test_prior_report_shows_samples_next_to_real_windows(dps_setup):
     assert fake["energy_std_db"] > 3 * noise["energy_std_db"]       # bursts and pauses
 
 
+@pytest.mark.slow  # ~1.5 min of sampling on 2 idle cores: a long bar
 def test_posterior_samples_beat_unconditional_and_chance(dps_setup, sim_hg_path):
     """PCC (per trial, speech segment) of DAPS samples vs the reference mel, against (a) unconditional
     samples of the same prior (guidance off, same noise) and (b) chance: DAPS fed trial-shuffled

@@ -48,7 +48,7 @@ def speech_run(speech_run_small):
     return speech_run_small, json.loads((speech_run_small / "metrics.json").read_text())
 
 
-def test_trained_autoencoder_resynthesises_held_out_trials(speech_run):
+def test_trained_autoencoder_resynthesises_held_out_trials(speech_run, speech_run_small_trained):
     path, m = speech_run
     assert m["n_test_trials"] == 30 and len(m["pcc_mel_db_per_trial"]) == 30
     # Fast-config bars (the default config's numbers are in BENCHMARKS.md).
@@ -62,12 +62,19 @@ def test_trained_autoencoder_resynthesises_held_out_trials(speech_run):
     assert (path / "checkpoints" / "last.ckpt").is_file() and (path / "model.pt").is_file()
     assert any((path / "logs").rglob("events.out.tfevents*"))
     assert len(list((path / "examples").glob("*.wav"))) == 2 and len(list((path / "examples").glob("*.png"))) == 1
-    # The saved model reloads to identical outputs.
+    # model.pt reloads to the model that training left in memory (conftest `speech_run_small_trained`): the
+    # same weights and buffers (input statistics, learned background noise), and the same output.
+    trained = speech_run_small_trained[1]
     encoder, synth = load_speech_model(path)
+    assert (encoder.cfg, synth.cfg) == (trained.encoder.cfg, trained.synth.cfg)
+    for name, in_memory, reloaded in (("encoder", trained.encoder, encoder), ("synth", trained.synth, synth)):
+        a, b = in_memory.state_dict(), reloaded.state_dict()
+        assert a.keys() == b.keys(), name
+        assert not [k for k in a if not torch.equal(a[k], b[k])], f"{name}: reloaded tensors differ from the trained ones"
     spec = dsp.stft_power(0.05 * torch.randn(1, 32 * 128, generator=torch.Generator().manual_seed(0)))
     with torch.no_grad():
-        a = synth(encoder(spec)).wave
-        b = load_speech_model(path).synth(load_speech_model(path).encoder(spec)).wave
+        a = trained.synth(trained.encoder(spec)).wave
+        b = synth(encoder(spec)).wave
     assert torch.equal(a, b)
 
 

@@ -2,110 +2,31 @@
 
 The decoders here are tiny protocol-level classes (TrialDecoder: ``decode(windows, generator)``):
 a "perfect" decoder that recognises each test window and returns its reference, and a noise decoder.
-Real speech comes from the shipped corpus when available, else from `flite` rendered into tmp.
+Real speech comes from the shipped corpus when available, else from `flite` rendered into tmp (the test
+set and the perfect decoder are shared with tests/test_report.py: they are in tests/conftest.py).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from scipy.signal import resample_poly
 
 from neurovox.errors import DataError, RunError
 from neurovox.evaluate import chance as C
-from neurovox.evaluate.cv import aggregate_folds, run_cv
+from neurovox.cv import aggregate_folds, run_cv
 from neurovox.evaluate.evaluate import check_data_hash, evaluate_run, evaluate_test_set
-
-N_LEAD, N_TARGET, N_CH = 16, 256, 8
-PHRASES = ("seven bright oranges", "the red balloon", "please open the door", "a cup of tea",
-           "twelve small boats", "green summer hills", "my father's garden", "quiet evening rain")
-
-
-def speech_utterances(folder: Path, n: int) -> list[np.ndarray]:
-    """n real utterances (~1.5 s) at 16 kHz: three words of one voice of the shipped corpus joined by
-    100 ms pauses; if the corpus is missing, phrases rendered by flite into `folder`."""
-    try:
-        from neurovox.simulate.corpus import load_corpus
-
-        corpus = load_corpus()
-    except (ImportError, DataError):
-        corpus = None
-    if corpus is not None:
-        words = [u.audio for u in corpus.utterances if u.voice == corpus.voices[0]]
-        gap = np.zeros(1600)
-        return [np.concatenate([words[3 * i], gap, words[3 * i + 1], gap, words[3 * i + 2]]).astype(np.float64)
-                for i in range(n)]
-    import soundfile as sf
-
-    flite = shutil.which("flite")
-    assert flite is not None, "tests need neurovox.simulate.corpus.load_corpus() or the flite binary"
-    waves = []
-    for i, text in enumerate(PHRASES[:n]):
-        path = folder / f"u{i}.wav"
-        subprocess.run([flite, "-t", text, "-o", str(path)], check=True)
-        x, sr = sf.read(path)
-        waves.append(resample_poly(x, 16_000, sr))
-    return waves
-
-
-@functools.lru_cache(maxsize=2)
-def _make_test_set(folder: str, n_trials: int = 8) -> C.TestSet:
-    rng = np.random.default_rng(0)
-    waves = speech_utterances(Path(folder), n_trials)
-    n_samples = N_TARGET * 128
-    audio = np.zeros((n_trials, n_samples), dtype=np.float32)
-    mask = np.zeros((n_trials, N_TARGET), dtype=bool)
-    for i, w in enumerate(waves):
-        w = w[: n_samples - 16 * 128] / np.abs(w).max() * 0.5
-        audio[i, 16 * 128: 16 * 128 + len(w)] = w
-        mask[i, 16: 16 + len(w) // 128] = True
-    audio += 1e-4 * rng.standard_normal(audio.shape).astype(np.float32)
-    mel = C.audio_to_mel_db(audio)
-    series = rng.standard_normal((n_trials * 320 + 200, N_CH)).astype(np.float32)
-    starts = 100 + 320 * np.arange(n_trials)
-    windows = C.windows_from_series(series, starts, N_LEAD + N_TARGET)
-    t = np.arange(N_TARGET) / 125.0
-    f0 = np.where(mask, 120 + 10 * np.sin(2 * np.pi * t), 0.0)
-    formants = np.stack([np.full_like(t, 500.0), np.full_like(t, 1500.0), np.full_like(t, 2500.0),
-                         np.full_like(t, 3500), np.full_like(t, 4500), np.full_like(t, 5500)], -1)
-    formants = np.broadcast_to(formants, (n_trials, N_TARGET, 6)).copy()
-    return C.TestSet(neural_windows=windows, mel_db=mel, audio=audio, speech_mask=mask, n_lead_frames=N_LEAD,
-                     start_frames=starts, neural_series=series, labels=[f"utterance {i}" for i in range(n_trials)],
-                     f0_hz=f0, formants_hz=formants,
-                     # plumbing only: a real test set takes this from the training trials
-                     train_mel_mean_db=mel[mask].mean(0))
+from tests.conftest import N_LEAD, N_TARGET, PerfectDecoder, make_test_set
 
 
 @pytest.fixture(scope="module")
 def test_set(tmp_path_factory) -> C.TestSet:
-    return _make_test_set(str(tmp_path_factory.mktemp("speech")))
-
-
-@dataclass
-class PerfectDecoder:
-    """Recognises each known test window (nearest neighbour) and returns that trial's reference."""
-
-    test: C.TestSet
-    n_lead_frames: int = N_LEAD
-    n_target_frames: int = N_TARGET
-    synthesis: str = "formant"
-
-    def decode(self, neural_windows, generator=None):
-        flat = self.test.neural_windows.reshape(len(self.test.neural_windows), -1)
-        d = ((neural_windows.reshape(len(neural_windows), 1, -1) - flat[None]) ** 2).sum(-1)
-        idx = d.argmin(1)
-        params = np.zeros((len(idx), self.n_target_frames, 18), dtype=np.float32)
-        params[..., 0] = self.test.f0_hz[idx] + 5.0
-        params[..., 3:6] = self.test.formants_hz[idx][..., :3] * 1.05
-        return {"mel_db": self.test.mel_db[idx].copy(), "audio": self.test.audio[idx].copy(), "params": params}
+    return make_test_set(str(tmp_path_factory.mktemp("speech")))
 
 
 @dataclass
@@ -124,10 +45,16 @@ class NoiseDecoder:
         return {"mel_db": mel.numpy(), "audio": audio.numpy()}
 
 
+def _noisy_resynthesis(audio: np.ndarray) -> np.ndarray:
+    """Stand-in for a speech model's resynthesis, deliberately not the identity (so that the ceiling cannot
+    be mistaken for the decoded scores): the reference plus white noise of SD 0.02 (speech peaks at 0.5)."""
+    return audio + 0.02 * np.random.default_rng(1).standard_normal(audio.shape).astype(np.float32)
+
+
 @pytest.fixture(scope="module")
 def perfect_result(test_set, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval") / "perfect"
-    res = evaluate_test_set(PerfectDecoder(test_set), test_set, out, seed=0, resynthesize=lambda a: a.copy(),
+    res = evaluate_test_set(PerfectDecoder(test_set), test_set, out, seed=0, resynthesize=_noisy_resynthesis,
                             n_boot=300, title="perfect decoder", max_trial_figures=3)
     return out, res
 
@@ -147,13 +74,27 @@ def test_derangement_and_circular_shift():
         C.derangement(1, gen)
 
 
-def test_perfect_decoder_scores_at_ceiling(perfect_result):
+def test_perfect_decoder_scores_1_and_the_ceiling_scores_the_resynthesis(perfect_result, test_set):
+    from pystoi import stoi as pystoi_stoi
+
     _, res = perfect_result
     m, ceil = res["metrics"], res["ceiling"]
     for name in ("pcc", "stoi", "estoi", "stoi_plus"):
         assert m[name]["mean"] == pytest.approx(1.0, abs=1e-6)
-        assert ceil[name]["mean"] == pytest.approx(m[name]["mean"], abs=1e-9)
         assert m[name]["n"] == 8
+    # The ceiling is the resynthesis of the reference audio scored against the references; here computed
+    # independently: Pearson r over each trial's speech frames (numpy) and STOI (pystoi).
+    resynth = _noisy_resynthesis(test_set.audio)
+    mel = C.audio_to_mel_db(resynth)
+    pcc = [np.corrcoef(test_set.mel_db[i][mask].ravel(), mel[i][mask].ravel())[0, 1]
+           for i, mask in enumerate(test_set.speech_mask)]
+    stoi = [pystoi_stoi(test_set.audio[i].astype(np.float64), resynth[i].astype(np.float64), 16_000)
+            for i in range(len(resynth))]
+    np.testing.assert_allclose(res["per_trial"]["ceiling"]["pcc"], pcc, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(res["per_trial"]["ceiling"]["stoi"], stoi, rtol=0, atol=1e-9)
+    assert ceil["pcc"]["mean"] == pytest.approx(np.mean(pcc), abs=1e-9) and ceil["pcc"]["n"] == 8
+    assert ceil["stoi"]["mean"] == pytest.approx(np.mean(stoi), abs=1e-9)
+    assert ceil["pcc"]["mean"] < 0.99 and ceil["stoi"]["mean"] < 0.99  # the noise costs something: not the identity
     assert m["mcd_db"]["mean"] == pytest.approx(0.0, abs=1e-9)
     assert m["pcc_per_bin"]["mean"] == pytest.approx(1.0, abs=1e-9)
     # other trials' speech is far from each trial's own: chance is well below the ceiling
@@ -166,7 +107,7 @@ def test_perfect_decoder_scores_at_ceiling(perfect_result):
 
 
 def test_noise_decoder_scores_at_chance(tmp_path):
-    test_set = _make_test_set(str(tmp_path), n_trials=16)
+    test_set = make_test_set(str(tmp_path), n_trials=16)
     level = float(np.mean(test_set.mel_db))
     res = evaluate_test_set(NoiseDecoder(level), test_set, tmp_path / "noise", seed=3, n_boot=200, write_report=False,
                             n_chance_repeats=2)
@@ -317,18 +258,10 @@ def test_ceiling_from_a_speech_run(test_set, tmp_path):
     ceil = C.ceiling(resynth, small, np.random.default_rng(0), n_boot=50)
     assert set(ceil["summary"]) == set(C.SUMMARY_METRICS)
     assert np.isfinite(ceil["per_trial"]["pcc"]).all() and np.all(np.abs(ceil["per_trial"]["pcc"]) <= 1)
-
-
-def test_evaluate_run_names_a_missing_decoder_loader(tmp_path, monkeypatch):
-    import neurovox.decoders as decoders
-    from neurovox.evaluate.evaluate import load_decoder
-
-    data = tmp_path / "a.h5"
-    data.write_bytes(b"training data")
-    run = _fake_run(tmp_path, data)
-    monkeypatch.delattr(decoders, "load_trial_decoder")
-    with pytest.raises(RunError, match="load_trial_decoder is not available"):
-        load_decoder(run)
+    # the resynthesis is reproducible (seeded noise), and the ceiling scores it: Pearson r computed here
+    pcc = [np.corrcoef(small.mel_db[i][mask].ravel(), out["mel_db"][i][mask].ravel())[0, 1]
+           for i, mask in enumerate(small.speech_mask)]
+    np.testing.assert_allclose(ceil["per_trial"]["pcc"], pcc, rtol=0, atol=1e-9)
 
 
 def test_evaluate_uses_the_runs_window_sizes(speech_run_tiny10, tmp_path):

@@ -1,70 +1,21 @@
-"""Shared builders for the io tests, plus tests of the channel checks and audio I/O."""
+"""Tests of the channel checks and audio I/O (the io tests' shared builders, `make_recording` and
+`assert_same_recording`, are in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from neurovox.errors import DataError, FormatError
 from neurovox.io import (
-    Recording,
-    RecordingMeta,
-    flinker_channel_table,
     interpolate_nonfinite,
     load_wav,
     make_channel_table,
-    make_trial_table,
     mark_flat_bad,
     mark_nonfinite_bad,
     write_wav,
 )
-
-
-def make_recording(n_channels: int = 16, *, duration_s: float = 20.0, neural_sfreq_hz: float = 125.0,
-                   audio_sfreq_hz: float = 16000.0, kind: str = "high_gamma", n_trials: int = 10,
-                   seed: int = 0, flinker_layout: bool = False, ch_type: str = "ecog") -> Recording:
-    """A small random recording with trials every 2 s, 3 words, 5 tasks (2 trials each)."""
-    rng = np.random.default_rng(seed)
-    n = int(round(duration_s * neural_sfreq_hz))
-    n_audio = int(round(duration_s * audio_sfreq_hz))
-    scale = 1e-5 if kind == "raw" else 1.0
-    neural = (rng.standard_normal((n, n_channels)) * scale).astype(np.float32)
-    audio = (0.1 * rng.standard_normal(n_audio)).astype(np.float32)
-    if flinker_layout:
-        channels = flinker_channel_table(n_channels)[0]
-    else:
-        names = [f"{'LA' if i < n_channels // 2 else 'RB'}{i + 1}" for i in range(n_channels)]
-        channels = make_channel_table(names, ch_type, bad=[i == 2 for i in range(n_channels)],
-                                      xyz=rng.standard_normal((n_channels, 3)) * 0.01,
-                                      group=[nm[:2] for nm in names])
-    spacing_s = min(2.0, duration_s / n_trials)
-    onsets = spacing_s * (0.25 + np.arange(n_trials)) + rng.uniform(0, 0.15, n_trials) * spacing_s
-    trials = make_trial_table(onsets, onsets + spacing_s * (0.3 + rng.uniform(0, 0.2, n_trials)),
-                              [("huis", "kat", "01")[i % 3] for i in range(n_trials)],
-                              [f"task{i * 5 // n_trials + 1}" for i in range(n_trials)])
-    meta = RecordingMeta(participant_id="P07", sex="F", hemisphere="left",
-                         grid_density="low" if n_channels == 64 else "other")
-    return Recording(neural=neural, neural_sfreq_hz=neural_sfreq_hz, neural_kind=kind, audio=audio,
-                     audio_sfreq_hz=audio_sfreq_hz, channels=channels, trials=trials, meta=meta,
-                     neural_unit="V" if kind == "raw" else "a.u.")
-
-
-def assert_same_recording(a: Recording, b: Recording, *, extras: bool = True) -> None:
-    """Exact equality of data, dtypes, tables and the metadata a round trip must keep."""
-    assert a.neural.dtype == b.neural.dtype and a.audio.dtype == b.audio.dtype
-    np.testing.assert_array_equal(a.neural, b.neural)
-    np.testing.assert_array_equal(a.audio, b.audio)
-    assert (a.neural_sfreq_hz, a.audio_sfreq_hz, a.neural_kind, a.neural_unit) == \
-        (b.neural_sfreq_hz, b.audio_sfreq_hz, b.neural_kind, b.neural_unit)
-    pd.testing.assert_frame_equal(a.channels, b.channels)
-    pd.testing.assert_frame_equal(a.trials, b.trials)
-    for field in ("participant_id", "sex", "hemisphere", "grid_density"):
-        assert getattr(a.meta, field) == getattr(b.meta, field), field
-    if extras:
-        assert sorted(a.extras) == sorted(b.extras)
-        for k in a.extras:
-            np.testing.assert_array_equal(a.extras[k], b.extras[k])
+from tests.conftest import make_recording
 
 
 # ------------------------------------------------------------------------------------ checks

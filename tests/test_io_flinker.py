@@ -8,7 +8,7 @@ import pytest
 
 from neurovox.cli import main
 from neurovox.io import flinker_channel_table, read_flinker_hdf5, read_recording, write_flinker_hdf5
-from tests.test_io_common import assert_same_recording, make_recording
+from tests.conftest import assert_same_recording, make_recording
 
 
 @pytest.mark.parametrize("n_channels, density, n_macro", [(64, "low", 0), (128, "hybrid", 64), (225, "hybrid", 64)])

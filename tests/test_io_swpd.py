@@ -9,7 +9,7 @@ import pytest
 from neurovox.cli import main
 from neurovox.errors import DataError, FormatError
 from neurovox.io import read_recording, read_swpd, write_swpd
-from tests.test_io_common import assert_same_recording, make_recording
+from tests.conftest import assert_same_recording, make_recording
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 from neurovox.cli import main
 from neurovox.errors import DataError, FormatError, NeurovoxError
 from neurovox.io import Recording, read_flinker_hdf5, read_recording, read_swpd, write_flinker_hdf5, write_swpd
-from tests.test_io_common import make_recording
+from tests.conftest import make_recording
 
 
 @pytest.fixture

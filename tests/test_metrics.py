@@ -12,8 +12,8 @@ from scipy.stats import pearsonr
 
 from neurovox.errors import DataError
 from neurovox.evaluate import metrics as M
-from neurovox.evaluate.stoi_loss import stoi_loss
-from tests.test_evaluate import speech_utterances
+from neurovox.decoders.stoi_loss import stoi_loss
+from tests.conftest import speech_utterances
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import torch
 from neurovox import dsp
 from neurovox.preprocess import PrepareConfig, compute_speech_features, whisper_log_mel
 from neurovox.preprocess.speech import frame_times_s, noise_frame_mask, noise_spectrum, swpd_log_mel
-from tests.test_preprocess_synthetic import make_raw_recording
+from tests.conftest import make_raw_recording
 
 
 @functools.lru_cache(maxsize=None)

@@ -11,7 +11,7 @@ from neurovox.errors import ConfigError, DataError
 from neurovox.io.recording import make_channel_table
 from neurovox.preprocess import CausalHighGamma, HighGammaConfig, extract_high_gamma, make_reference
 from neurovox.preprocess.reference import detect_line_noise_hz, frame_average, frame_starts
-from tests.test_preprocess_synthetic import make_raw_recording
+from tests.conftest import make_raw_recording
 
 
 @functools.lru_cache(maxsize=None)

@@ -14,7 +14,7 @@ from neurovox.errors import ConfigError, DataError
 from neurovox.preprocess import (
     Normalizer, PrepareConfig, WindowDataset, make_loader, make_split, prepare, stack_windows,
 )
-from tests.test_preprocess_synthetic import make_raw_recording
+from tests.conftest import make_raw_recording
 
 SCHEMES = [("flinker", 0, 10), ("kfold", 0, 5), ("kfold", 3, 5), ("lowo", 1, 0), ("swpd", 0, 10), ("swpd", 9, 10)]
 

@@ -12,7 +12,7 @@ import pytest
 
 from neurovox.evaluate.evaluate import evaluate_test_set
 from neurovox.report import figures, write_comparison_report
-from tests.test_evaluate import PerfectDecoder, _make_test_set
+from tests.conftest import PerfectDecoder, make_test_set
 
 
 class _Collector(HTMLParser):
@@ -48,7 +48,7 @@ def report_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     import dataclasses
 
-    test = _make_test_set(str(tmp_path_factory.mktemp("speech")))
+    test = make_test_set(str(tmp_path_factory.mktemp("speech")))
     # a no-neural baseline: another trial's spectrogram (the report must show it and the gain over it)
     test = dataclasses.replace(test, baselines={"onset_mean": np.roll(test.mel_db, 1, axis=0)})
     logs = root / "logs"

@@ -5,9 +5,10 @@ tiny simulated participant must give identical weights and identical metrics.jso
 to 1e-12, see below), and every run directory must record what it ran on: config, seed, package
 versions, torch threads, data hash and code version. The children run like those of
 tests/test_resume.py (forked from a server that has imported torch; one torch thread; numpy and python
-generators seeded from the OS, as in a fresh interpreter). Per decoder model, a few optimiser steps with
-dropout and the spectral loss through the synthesizer, repeated from the same seed with torch's two
-threads, must give the same weights bit for bit: no CPU op they use is nondeterministic.
+generators seeded from the OS, as in a fresh interpreter; `tiny_cli`, `run_cli` and the command lines are
+in tests/conftest.py). Per decoder model, a few optimiser steps with dropout and the spectral loss through
+the synthesizer, repeated from the same seed with torch's two threads, must give the same weights bit
+for bit: no CPU op they use is nondeterministic.
 """
 
 import json
@@ -18,7 +19,7 @@ import pytest
 import torch
 
 from neurovox.utils.files import sha256_file
-from tests.test_resume import DECODER, SPEECH, _command, _load, _run, tiny  # noqa: F401 (tiny: fixture)
+from tests.conftest import DECODER_ARGS, SPEECH_ARGS, load_pt, run_cli, train_argv
 
 VOLATILE = ("title", "created", "finished", "date", "time", "seconds", "train_s", "path", "out", "command", "report")
 
@@ -57,23 +58,23 @@ def _assert_provenance(run_dir: Path, data: Path, kind: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def runs(tiny):
+def runs(tiny_cli):
     """One speech run and two decoder runs through it, each evaluated, in separate directories. (Two speech
     runs agree bit for bit too: tests/test_resume.py compares one finished over three processes with
     one that never stopped.)"""
-    data, root, env = tiny
+    data, root, env = tiny_cli
     speech = root / "speech"
-    _run(_command(tiny, "speech", speech, SPEECH), env)
+    run_cli(train_argv(tiny_cli, "speech", speech, SPEECH_ARGS), env)
     decoders = (root / "decoder_1", root / "decoder_2")
     for out in decoders:
-        _run(_command(tiny, "decoder", out, DECODER + ["--speech", str(speech)]), env)
-        _run(["evaluate", "--run", str(out), "--data", str(data), "--n-boot", "200", "--seed", "3"], env)
+        run_cli(train_argv(tiny_cli, "decoder", out, DECODER_ARGS + ["--speech", str(speech)]), env)
+        run_cli(["evaluate", "--run", str(out), "--data", str(data), "--n-boot", "200", "--seed", "3"], env)
     return speech, decoders
 
 
-def test_two_runs_give_identical_weights_and_metrics(tiny, runs):
+def test_two_runs_give_identical_weights_and_metrics(tiny_cli, runs):
     speech, (a, b) = runs
-    wa, wb = _load(a / "model.pt")["state_dict"], _load(b / "model.pt")["state_dict"]
+    wa, wb = load_pt(a / "model.pt")["state_dict"], load_pt(b / "model.pt")["state_dict"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert _numbers(json.loads((a / "DONE").read_text())) == _numbers(json.loads((b / "DONE").read_text()))
     ma, mb = (json.loads((d / "eval" / "metrics.json").read_text()) for d in (a, b))
@@ -87,9 +88,9 @@ def test_two_runs_give_identical_weights_and_metrics(tiny, runs):
     assert all(math.isclose(na[k], nb[k], rel_tol=1e-12, abs_tol=1e-14) for k in na.keys() - exact)
     assert len([k for k in exact if isinstance(na[k], float)]) > 20  # the comparison covers real numbers
 
-    _assert_provenance(speech, tiny[0], "speech")
+    _assert_provenance(speech, tiny_cli[0], "speech")
     for run_dir in (a, b):
-        _assert_provenance(run_dir, tiny[0], "decoder")
+        _assert_provenance(run_dir, tiny_cli[0], "decoder")
 
 
 @pytest.mark.parametrize("model", ["resnet", "swin", "lstm", "gru"])

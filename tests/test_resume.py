@@ -13,98 +13,22 @@ and what to do.
 Children are forked from a multiprocessing fork server that has imported torch, Lightning and neurovox
 once: a fresh interpreter per run would spend ~5 s of a loaded 2-core machine on imports, 11 times. The
 server forks before any torch computation has started a thread pool, so the children are clean processes
-that differ from `neurovox ...` in a shell only by not re-importing.
+that differ from `neurovox ...` in a shell only by not re-importing. The participant (`tiny_cli`), the
+command lines and the child machinery are shared with tests/test_reproducibility.py: they are in
+tests/conftest.py.
 """
 
 import json
-import multiprocessing
 import os
-import random
 import signal
-import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-TIMEOUT_S = 300
-_SERVER = multiprocessing.get_context("forkserver")
-_SERVER.set_forkserver_preload(["torch", "lightning.pytorch", "neurovox.cli", "neurovox.decoders.train",
-                                "neurovox.encoder.train", "neurovox.diffusion.train_likelihood", "tests.test_resume"])
-
-SPEECH = ["--set", "prepare.praat=false", "--set", "split.scheme=kfold", "--set", "split.n_folds=5", "--set", "speech.max_steps=12",
-          "--set", "speech.batch_size=2", "--set", "speech.n_frames=64", "--set", "speech.checkpoint_every=4",
-          "--set", "speech.n_examples=0", "--set", "speech.warmup_steps=2", "--set", "encoder.hidden=16",
-          "--set", "encoder.n_blocks=1", "--set", "encoder.dropout=0.1"]
-DECODER = ["--model", "lstm", "--set", "prepare.praat=false", "--set", "split.scheme=kfold", "--set", "split.n_folds=5",
-           "--set", "decoder.n_target_frames=64", "--set", "decoder.n_lead_frames=8", "--set", "decoder.batch_size=4",
-           "--set", "decoder.max_epochs=4", "--set", "decoder.patience=10", "--set", "decoder.spec_ffts=[512]",
-           "--set", "decoder.train_crop_frames=32", "--set", "decoder.ref_only_steps=8",
-           "--set", "decoder.rnn_hidden=16", "--set", "decoder.rnn_layers=1", "--set", "decoder.dropout=0.2",
-           "--set", "decoder.ema_decay=0.9"]
-LIKELIHOOD = ["--set", "prepare.praat=false", "--set", "split.scheme=kfold", "--set", "split.n_folds=5",
-              "--set", "window.n_target_frames=64", "--set", "window.n_lead_frames=8", "--set", "likelihood.hidden=16",
-              "--set", "likelihood.n_blocks=2", "--set", "likelihood.batch_size=4", "--set", "likelihood.max_epochs=4",
-              "--set", "likelihood.patience_epochs=10"]
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """(data file, scratch root, environment): 20 words on the 8x8 grid, feature cache shared by all runs."""
-    from neurovox.io import write_flinker_hdf5
-    from neurovox.simulate import SimulateConfig, simulate_participant
-
-    root = tmp_path_factory.mktemp("resume")
-    rec, _ = simulate_participant(SimulateConfig(n_trials=20), 1, kind="high_gamma")
-    env = {"NEUROVOX_CACHE": str(root / "cache")}
-    return write_flinker_hdf5(rec, root / "sim.h5"), root, env
-
-
-def _command(tiny, stage: str, out: Path, extra: list[str]) -> list[str]:
-    return ["train", stage, "--data", str(tiny[0]), "--out", str(out), "--seed", "3", *extra]
-
-
-def _cli_child(argv: list[str], env: dict[str, str], log: str) -> None:
-    """Child process: `neurovox ARGV` with its stdout and stderr in the file `log`."""
-    os.environ.update(env)
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-    # One thread: tiny models run several times faster on a loaded machine than with two threads waiting
-    # for each other, and the result does not depend on how many cores the machine has.
-    torch.set_num_threads(1)
-    # A fresh interpreter seeds numpy's and python's global generators from the OS; so do the children
-    # (forked, they would all inherit one state), so that an unseeded use of them shows up as a difference.
-    np.random.seed()
-    random.seed()
-    from neurovox.cli import main
-
-    sys.exit(main(argv))
-
-
-class _Child:
-    """A running `neurovox ARGV` (see `_cli_child`)."""
-
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.log = Path(env["NEUROVOX_CACHE"]).parent / f"log-{time.monotonic_ns()}.txt"
-        self.process = _SERVER.Process(target=_cli_child, args=(argv, env, str(self.log)))
-        self.process.start()
-
-    def wait(self) -> tuple[int, str]:
-        self.process.join(TIMEOUT_S)
-        if self.process.exitcode is None:
-            self.process.kill()
-            self.process.join()
-        return self.process.exitcode, self.log.read_text() if self.log.exists() else ""
-
-
-def _run(argv: list[str], env: dict[str, str]) -> str:
-    code, out = _Child(argv, env).wait()
-    assert code == 0, out[-4000:]
-    return out
+from tests.conftest import (CLI_TIMEOUT_S, DECODER_ARGS, LIKELIHOOD_ARGS, SPEECH_ARGS, CliChild, load_pt, run_cli,
+                            train_argv)
 
 
 def _inode(path: Path) -> int | None:
@@ -118,9 +42,9 @@ def _kill_at_checkpoint(argv: list[str], env: dict[str, str], ckpt: Path, sig: i
     """Start `neurovox ARGV`, wait until it writes a new `ckpt`, send `sig`; returns its output. It must not
     have finished by then (exit status 143 after SIGTERM, -9 after SIGKILL)."""
     before = _inode(ckpt)
-    child = _Child(argv, env)
+    child = CliChild(argv, env)
     t0 = time.monotonic()
-    while _inode(ckpt) in (None, before) and child.process.is_alive() and time.monotonic() - t0 < TIMEOUT_S:
+    while _inode(ckpt) in (None, before) and child.process.is_alive() and time.monotonic() - t0 < CLI_TIMEOUT_S:
         time.sleep(0.02)
     if child.process.is_alive():
         os.kill(child.process.pid, sig)
@@ -136,17 +60,13 @@ def _interrupted_twice(cmd: list[str], env: dict[str, str], run_dir: Path, ckpt_
     term = _kill_at_checkpoint(cmd, env, ckpt, signal.SIGTERM)
     _kill_at_checkpoint(cmd, env, ckpt, signal.SIGKILL)
     assert not (run_dir / "DONE").exists()
-    return term, _run(cmd, env)
+    return term, run_cli(cmd, env)
 
 
 def _assert_same_weights(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     differ = [k for k in a if not torch.equal(a[k], b[k])]
     assert not differ, f"weights differ from the uninterrupted run: {differ}"
-
-
-def _load(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def _numbers(d: dict, drop: tuple[str, ...]) -> dict:
@@ -156,18 +76,18 @@ def _numbers(d: dict, drop: tuple[str, ...]) -> dict:
 # --------------------------------------------------------------------------- speech autoencoder
 
 @pytest.fixture(scope="module")
-def speech_reference(tiny):
-    out = tiny[1] / "speech_ref"
-    _run(_command(tiny, "speech", out, SPEECH), tiny[2])
+def speech_reference(tiny_cli):
+    out = tiny_cli[1] / "speech_ref"
+    run_cli(train_argv(tiny_cli, "speech", out, SPEECH_ARGS), tiny_cli[2])
     return out
 
 
-def test_speech_training_resumes_bitwise_after_sigterm_and_sigkill(tiny, speech_reference):
-    out = tiny[1] / "speech_killed"
-    term, final = _interrupted_twice(_command(tiny, "speech", out, SPEECH), tiny[2], out, "last.ckpt")
+def test_speech_training_resumes_bitwise_after_sigterm_and_sigkill(tiny_cli, speech_reference):
+    out = tiny_cli[1] / "speech_killed"
+    term, final = _interrupted_twice(train_argv(tiny_cli, "speech", out, SPEECH_ARGS), tiny_cli[2], out, "last.ckpt")
     assert "terminated (SIGTERM). Rerun the same command to resume" in term
     assert "resuming from" in final
-    ref, got = _load(speech_reference / "model.pt"), _load(out / "model.pt")
+    ref, got = load_pt(speech_reference / "model.pt"), load_pt(out / "model.pt")
     _assert_same_weights(ref["encoder_state"], got["encoder_state"])
     _assert_same_weights(ref["synth_state"], got["synth_state"])
     m_ref = json.loads((speech_reference / "metrics.json").read_text())
@@ -179,26 +99,26 @@ def test_speech_training_resumes_bitwise_after_sigterm_and_sigkill(tiny, speech_
 # --------------------------------------------------------------------------- deep decoder
 
 @pytest.fixture(scope="module")
-def decoder_reference(tiny, speech_reference):
-    out = tiny[1] / "decoder_ref"
-    _run(_command(tiny, "decoder", out, DECODER + ["--speech", str(speech_reference)]), tiny[2])
+def decoder_reference(tiny_cli, speech_reference):
+    out = tiny_cli[1] / "decoder_ref"
+    run_cli(train_argv(tiny_cli, "decoder", out, DECODER_ARGS + ["--speech", str(speech_reference)]), tiny_cli[2])
     return out
 
 
-def test_decoder_training_resumes_bitwise_after_sigterm_and_sigkill(tiny, speech_reference, decoder_reference):
-    out = tiny[1] / "decoder_killed"
-    cmd = _command(tiny, "decoder", out, DECODER + ["--speech", str(speech_reference)])
-    term, final = _interrupted_twice(cmd, tiny[2], out, "last.ckpt")
+def test_decoder_training_resumes_bitwise_after_sigterm_and_sigkill(tiny_cli, speech_reference, decoder_reference):
+    out = tiny_cli[1] / "decoder_killed"
+    cmd = train_argv(tiny_cli, "decoder", out, DECODER_ARGS + ["--speech", str(speech_reference)])
+    term, final = _interrupted_twice(cmd, tiny_cli[2], out, "last.ckpt")
     assert "terminated (SIGTERM). Rerun the same command to resume" in term
     assert "resuming from" in final
-    _assert_same_weights(_load(decoder_reference / "model.pt")["state_dict"], _load(out / "model.pt")["state_dict"])
+    _assert_same_weights(load_pt(decoder_reference / "model.pt")["state_dict"], load_pt(out / "model.pt")["state_dict"])
     ref = json.loads((decoder_reference / "DONE").read_text())
     got = json.loads((out / "DONE").read_text())
     assert _numbers(got, ("finished",)) == _numbers(ref, ("finished",))
     assert ref["epochs"] == 4 and ref["val_pcc"] is not None
 
 
-def test_truncated_checkpoint_is_refused_with_advice(tiny, speech_reference, decoder_reference, tmp_path):
+def test_truncated_checkpoint_is_refused_with_advice(tiny_cli, speech_reference, decoder_reference, tmp_path):
     """A last.ckpt cut short (what a kill during a non-atomic write leaves) stops the rerun with a RunError
     naming the file and the two ways out, instead of a torch traceback or a silent fresh start."""
     import shutil
@@ -209,8 +129,8 @@ def test_truncated_checkpoint_is_refused_with_advice(tiny, speech_reference, dec
         (run_dir / name).unlink()
     last = run_dir / "checkpoints" / "last.ckpt"
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
-    code, out = _Child(_command(tiny, "decoder", run_dir, DECODER + ["--speech", str(speech_reference)]),
-                       tiny[2]).wait()
+    code, out = CliChild(train_argv(tiny_cli, "decoder", run_dir, DECODER_ARGS + ["--speech", str(speech_reference)]),
+                         tiny_cli[2]).wait()
     assert code == 2, out[-4000:]
     assert f"error: Checkpoint {str(last)!r} cannot be read" in out and "Delete it" in out and "--overwrite" in out
     assert not (run_dir / "DONE").exists()
@@ -218,25 +138,25 @@ def test_truncated_checkpoint_is_refused_with_advice(tiny, speech_reference, dec
 
 # --------------------------------------------------------------------------- likelihood model (own loop)
 
-def test_likelihood_training_resumes_bitwise_after_sigkill(tiny):
-    ref_dir, out = tiny[1] / "lik_ref", tiny[1] / "lik_killed"
-    _run(_command(tiny, "likelihood", ref_dir, LIKELIHOOD), tiny[2])
-    cmd = _command(tiny, "likelihood", out, LIKELIHOOD)
-    _kill_at_checkpoint(cmd, tiny[2], out / "checkpoints" / "last.pt", signal.SIGKILL)
-    assert "resuming from" in _run(cmd, tiny[2])
-    _assert_same_weights(_load(ref_dir / "likelihood.pt")["state_dict"], _load(out / "likelihood.pt")["state_dict"])
+def test_likelihood_training_resumes_bitwise_after_sigkill(tiny_cli):
+    ref_dir, out = tiny_cli[1] / "lik_ref", tiny_cli[1] / "lik_killed"
+    run_cli(train_argv(tiny_cli, "likelihood", ref_dir, LIKELIHOOD_ARGS), tiny_cli[2])
+    cmd = train_argv(tiny_cli, "likelihood", out, LIKELIHOOD_ARGS)
+    _kill_at_checkpoint(cmd, tiny_cli[2], out / "checkpoints" / "last.pt", signal.SIGKILL)
+    assert "resuming from" in run_cli(cmd, tiny_cli[2])
+    _assert_same_weights(load_pt(ref_dir / "likelihood.pt")["state_dict"], load_pt(out / "likelihood.pt")["state_dict"])
     m_ref = json.loads((ref_dir / "metrics.json").read_text())
     m_got = json.loads((out / "metrics.json").read_text())
     assert _numbers(m_got, ("train_s",)) == _numbers(m_ref, ("train_s",))
 
 
-def test_ctrl_c_during_decoder_training_exits_130_and_resumes(tiny, speech_reference, decoder_reference):
+def test_ctrl_c_during_decoder_training_exits_130_and_resumes(tiny_cli, speech_reference, decoder_reference):
     """Ctrl+C (SIGINT) inside Lightning's loop: our message and status 130 (not Lightning's exit 1), and the
     rerun ends with the uninterrupted run's weights."""
-    out = tiny[1] / "decoder_ctrl_c"
-    cmd = _command(tiny, "decoder", out, DECODER + ["--speech", str(speech_reference)])
-    first = _kill_at_checkpoint(cmd, tiny[2], out / "checkpoints" / "last.ckpt", signal.SIGINT)
+    out = tiny_cli[1] / "decoder_ctrl_c"
+    cmd = train_argv(tiny_cli, "decoder", out, DECODER_ARGS + ["--speech", str(speech_reference)])
+    first = _kill_at_checkpoint(cmd, tiny_cli[2], out / "checkpoints" / "last.ckpt", signal.SIGINT)
     assert "interrupted (Ctrl+C). Rerun the same command to resume" in first
     assert not (out / "DONE").exists()
-    assert "resuming from" in _run(cmd, tiny[2])
-    _assert_same_weights(_load(decoder_reference / "model.pt")["state_dict"], _load(out / "model.pt")["state_dict"])
+    assert "resuming from" in run_cli(cmd, tiny_cli[2])
+    _assert_same_weights(load_pt(decoder_reference / "model.pt")["state_dict"], load_pt(out / "model.pt")["state_dict"])

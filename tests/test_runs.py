@@ -8,7 +8,7 @@ import torch
 from neurovox.errors import RunError
 from neurovox.runs import RUN_FORMAT_VERSION, open_run, start_run
 from neurovox.utils.files import atomic_path
-from tests.test_config import RunConfig
+from tests.conftest import RunConfig
 
 
 def test_start_records_config_seed_and_data_hash(tmp_path):

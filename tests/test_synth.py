@@ -110,9 +110,11 @@ def test_spectrogram_is_stft_of_waveform_and_reproducible():
     assert torch.equal(synth(raw).wave, synth(raw).wave)  # default generator is seeded
     other = synth(raw, generator=torch.Generator().manual_seed(6))
     assert not torch.equal(out.wave, other.wave)
-    # Batching does not change an item (same noise draw for a batch of one).
+    # Batching does not change an item: the first item of a batch gets the generator's first n_samples normals,
+    # as a batch of one does (FormantSynth._noise), so its wave is the same up to float32 rounding (measured
+    # 9e-8 on a wave of peak 5, std 0.3; another noise seed changes it by 1.6).
     single = synth(raw[:1], generator=torch.Generator().manual_seed(5))
-    assert torch.allclose(single.wave[0], out.wave[0], atol=1e-5) or out.controls["voicing"][0].min() < 1
+    torch.testing.assert_close(single.wave[0], out.wave[0], rtol=0.0, atol=1e-5)
     vec = params_to_vector(out.controls)
     assert vec.shape == (3, 20, len(PARAM_NAMES)) == (3, 20, 18)
     back = vector_to_params(vec)

@@ -2,8 +2,9 @@
 
 The run kind is "dps" (diffusion posterior sampling in the broad sense); `dps.algorithm` picks the
 sampler: "daps" (default; `neurovox.diffusion.daps`, Langevin on x0 at each noise level) or "dps"
-(`neurovox.diffusion.dps`, Chung et al.'s gradient through the denoiser). On a CPU-sized prior only
-DAPS beats its trial-shuffled chance level (BENCHMARKS.md, "Generative decoding").
+(`neurovox.diffusion.dps`, Chung et al.'s gradient through the denoiser). On the default realistic
+participant with a CPU-sized prior DAPS beats its trial-shuffled chance level but not the no-neural
+baseline (BENCHMARKS.md, "Generative decoding").
 
 A "dps" run directory (`make_dps_run`) holds no weights of its own: its config references a
 finished prior run and a finished likelihood run, copies the likelihood run's `prepare`, `split`
