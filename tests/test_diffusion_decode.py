@@ -123,7 +123,7 @@ def test_dps_conditions_on_neural_data(dps_setup, sim_hg_path):
     assert dps_mel.shape == (n, 128, 80) and dps_mel.min() >= -80.0
 
 
-def test_decode_outputs_and_run_files(dps_setup, sim_hg_path, tmp_path):
+def test_decode_outputs_and_run_files(dps_setup, sim_hg_path, tmp_path, capsys):
     from neurovox.decode import decode_run
     from neurovox.diffusion.decode import load_trial_decoder
     from neurovox.errors import DataError
@@ -152,6 +152,9 @@ def test_decode_outputs_and_run_files(dps_setup, sim_hg_path, tmp_path):
 
     assert main(["evaluate", "--run", str(cheap.path), "--data", str(sim_hg_path), "--out", str(tmp_path / "eval"),
                  "--cache-dir", str(tmp_path / "cache")]) == 0
+    printed = capsys.readouterr().out  # every metric with chance, the no-neural baseline and the gain over it
+    assert "no-neural" in printed and "gain over no-neural [95% CI]" in printed, printed
+    assert sum(line.startswith("PCC, tilt removed") and "[" in line for line in printed.splitlines()) == 1, printed
     result = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert result["metrics"]["pcc"]["n"] == 30 and np.isfinite(result["metrics"]["pcc"]["mean"])
     assert np.isfinite(result["chance"]["shuffled"]["pcc"]["mean"])

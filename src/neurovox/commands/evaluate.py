@@ -38,13 +38,24 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate_run(args.run, args.data, out, args.seed, allow_other_data=args.allow_other_data,
                           speech_run=args.speech, n_boot=args.n_boot, n_chance_repeats=args.chance_repeats,
                           cache_dir=args.cache_dir)
-    print(f"{'metric':<18}{'decoded':>16}{'chance (shuffled)':>20}{'ceiling':>10}")
+    def num(x: float | None) -> str:
+        return f"{x:.3f}" if x is not None else "-"
+
+    # every metric with its chance level, the no-neural baseline (onset-aligned training mean) and the
+    # paired gain over it with its 95 % CI
+    print(f"{'metric':<18}{'decoded':>16}{'chance (shuffled)':>19}{'no-neural':>11}"
+          f"  {'gain over no-neural [95% CI]':<42}{'ceiling':>7}")
     for name, stats in result["metrics"].items():
         label = result["metric_info"][name]["label"]
         ch = (result["chance"].get("shuffled") or {}).get(name, {}).get("mean")
+        base = (result.get("baselines", {}).get("onset_mean") or {}).get(name, {}).get("mean")
+        gain = (result.get("gain", {}).get("onset_mean") or {}).get(name) or {}
         ce = (result["ceiling"] or {}).get(name, {}).get("mean")
         sem = stats.get("sem")
-        dec = f"{stats['mean']:.3f}" + (f" +- {sem:.3f}" if sem is not None else "") if stats["mean"] is not None else "-"
-        print(f"{label:<18}{dec:>16}{(f'{ch:.3f}' if ch is not None else '-'):>20}{(f'{ce:.3f}' if ce is not None else '-'):>10}")
+        dec = num(stats["mean"]) + (f" +- {sem:.3f}" if sem is not None and stats["mean"] is not None else "")
+        g = (f"{gain['mean']:+.3f} [{gain['ci_low']:+.3f}, {gain['ci_high']:+.3f}]"
+             + ("" if gain.get("above") else " (CI incl. 0)" if gain["ci_high"] >= 0 else " (worse)")
+             if gain.get("mean") is not None else "-")
+        print(f"{label:<18}{dec:>16}{num(ch):>19}{num(base):>11}  {g:<42}{num(ce):>7}")
     print(f"report: {out / 'report.html'}")
     return 0
