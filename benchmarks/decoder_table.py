@@ -1,22 +1,21 @@
-"""The decoder table of issue 5: every model x {non-causal, strictly causal} at its default configuration
-on the default simulated participant, with chance, the no-neural baseline and the gain over it (paired
-CI), the ceiling where it applies, parameters and training time.
+"""The decoder table (issues 5 and 16): every model x {non-causal, strictly causal} at its default configuration
+on the default simulated participant, with chance, the no-neural baseline and the gain over it (paired CI),
+the ceiling where it applies, parameters and training time, and each deep decoder against the linear
+baseline (paired bootstrap over the same test trials).
 
-    .venv/bin/python benchmarks/decoder_table.py --out DIR [--epochs 30] [--write-md]
+    .venv/bin/python benchmarks/decoder_table.py --out DIR [--encoding realistic|linear] [--target mel|formant] [--write-md]
 
 Stages (each an ordinary neurovox command with its own run directory under DIR, so an interrupted
 table resumes where it stopped): `neurovox simulate` (default participant: 300 words, 8x8, SNR 0 dB,
-seed 0), `neurovox train speech` (default model, 700 steps: it reaches the issue-4 bars; the 3000-step
-default costs ~45 min here), then for linear, ResNet3D, Swin3D and LSTM, non-causal and causal:
-`neurovox train decoder` with the default configuration except `decoder.max_epochs` (the default 300
-epochs with early stopping would take hours per model on 2 CPU cores; a fixed epoch budget, unlike a
-wall-clock cap, runs the same steps on any machine, so the figures are reproducible) and `neurovox
-evaluate` on the held-out test trials (last 10 of each task). Chance is the same trained model fed
-trial-shuffled neural windows; the no-neural baseline is the onset-aligned mean of the training windows
-(`neurovox.evaluate.baselines`); the ceiling is the formant speech model's resynthesis of the real audio.
+seed 0), for `--target formant` `neurovox train speech` (default model, 700 steps: it reaches the issue-4
+bars), then for linear, ResNet3D, Swin3D and LSTM, non-causal and causal: `neurovox train decoder` with the
+default configuration (its epoch budget; `--epochs` overrides it) and `neurovox evaluate` on the held-out
+test trials (last 10 of each task). Chance is the same trained model fed trial-shuffled neural windows; the
+no-neural baseline is the onset-aligned mean of the training windows (`neurovox.evaluate.baselines`); the
+ceiling is the formant speech model's resynthesis of the real audio (formant target only).
 
-Prints a markdown table and, with --write-md, replaces the generated decoder-table section of
-BENCHMARKS.md; DIR/report/report.html compares all eight.
+Prints markdown tables and, with --write-md, replaces the generated section of BENCHMARKS.md for this
+encoding and target; DIR/report/report.html compares all eight.
 """
 
 from __future__ import annotations
@@ -45,6 +44,35 @@ def _entry(eval_dir: Path, run_dir: Path, name: str, model: str, causal: bool) -
                             model=model, causal=causal, summary=done)
 
 
+def versus_linear(eval_dirs: dict[str, Path]) -> str:
+    """Each deep decoder minus the linear baseline of the same causality on the same test trials: mean
+    per-trial difference of PCC and tilt-removed PCC with a paired-bootstrap 95% CI and Wilcoxon p."""
+    import numpy as np
+
+    from neurovox.evaluate.metrics import paired_gain
+
+    per_trial = {name: json.loads((d / "metrics.json").read_text()) for name, d in eval_dirs.items()}
+    lines = ["| decoder | vs | PCC gain [95% CI] | tilt-removed PCC gain [95% CI] | Wilcoxon p (tilt) | beats linear (tilt) |",
+             "|---|---|---|---|---|---|"]
+    for name, res in per_trial.items():
+        if name.startswith("linear"):
+            continue
+        ref = "linear-causal" if name.endswith("-causal") else "linear"
+        base = per_trial[ref]
+        assert [t["trial"] for t in res["trials"]] == [t["trial"] for t in base["trials"]], (name, ref)
+        cells = []
+        for metric in ("pcc", "pcc_tilt"):
+            g = paired_gain(np.array(res["per_trial"]["decoded"][metric]), np.array(base["per_trial"]["decoded"][metric]),
+                            generator=np.random.default_rng(0))
+            cells.append(g)
+        verdict = "yes" if cells[1]["above"] else ("no (worse: CI below 0)" if cells[1]["ci_high"] < 0 else
+                                                   "no (CI includes 0)")
+        lines.append(f"| {name} | {ref} | {cells[0]['mean']:+.3f} [{cells[0]['ci_low']:+.3f}, {cells[0]['ci_high']:+.3f}] | "
+                     f"{cells[1]['mean']:+.3f} [{cells[1]['ci_low']:+.3f}, {cells[1]['ci_high']:+.3f}] | "
+                     f"{cells[1]['p_wilcoxon']:.3g} | {verdict} |")
+    return "\n".join(lines)
+
+
 def markdown(entries: list[dict]) -> str:
     """Evaluation table (metric x decoder with chance, no-neural baseline, gain, ceiling) and a cost table."""
     from neurovox.report.tables import markdown_table
@@ -63,7 +91,10 @@ def main() -> int:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, type=Path, help="working directory (resumable)")
-    ap.add_argument("--epochs", type=int, default=30, help="decoder.max_epochs of every deep decoder (default 30)")
+    ap.add_argument("--epochs", type=int, default=None, help="decoder.max_epochs of every deep decoder (default: the "
+                                                                "configuration's)")
+    ap.add_argument("--target", choices=("mel", "formant"), default="mel", help="deep decoders' output (default mel)")
+    ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)} (default all)")
     ap.add_argument("--n-trials", type=int, default=300, help="words of the simulated participant (default 300)")
     ap.add_argument("--speech-steps", type=int, default=700, help="speech model steps (default 700)")
     ap.add_argument("--encoding", choices=("realistic", "linear"), default="realistic",
@@ -79,46 +110,54 @@ def main() -> int:
               "--encoding", args.encoding, "--seed", "0"], data_dir / "config.yaml")
     data = str(sorted(data_dir.glob("*.h5"))[0])
     speech = out / "runs" / "speech"
-    _run_cli(["train", "speech", "--data", data, "--out", str(speech), "--seed", "0",
-              "--set", f"speech.max_steps={args.speech_steps}"], speech / "DONE")
-    entries = []
-    for model in MODELS:
+    if args.target == "formant":
+        _run_cli(["train", "speech", "--data", data, "--out", str(speech), "--seed", "0",
+                  "--set", f"speech.max_steps={args.speech_steps}"], speech / "DONE")
+    entries, eval_dirs = [], {}
+    models = [m for m in MODELS if m in args.models.split(",")]  # the linear baseline always: the comparisons need it
+    for model in ["linear"] + [m for m in models if m != "linear"]:
         for causal in (False, True):
             name = model + ("-causal" if causal else "")
             run_dir, eval_dir = out / "runs" / name, out / "eval" / name
-            argv = ["train", "decoder", "--data", data, "--speech", str(speech), "--model", model,
+            argv = ["train", "decoder", "--data", data, "--model", model,
                     "--out", str(run_dir), "--seed", "0"] + (["--causal"] if causal else [])
+            speech_args = ["--speech", str(speech)] if args.target == "formant" and model != "linear" else []
             if model != "linear":
-                argv += ["--set", f"decoder.max_epochs={args.epochs}"]
+                argv += speech_args + ["--target", args.target]
+                argv += ["--set", f"decoder.max_epochs={args.epochs}"] if args.epochs else []
             _run_cli(argv, run_dir / "DONE")
-            _run_cli(["evaluate", "--run", str(run_dir), "--data", data, "--speech", str(speech),
+            _run_cli(["evaluate", "--run", str(run_dir), "--data", data, *speech_args,
                       "--out", str(eval_dir), "--seed", "0"], eval_dir / "metrics.json")
             entries.append(_entry(eval_dir, run_dir, name, model, causal))
+            eval_dirs[name] = eval_dir
+    budget = f"max_epochs={args.epochs}" if args.epochs else "its default epoch budget"
     write_comparison_report(entries, out / "report", title="neurovox decoders at their default configuration",
-                            notes=f"Default participant ({args.encoding} encoding, {args.n_trials} words, 8x8, SNR 0 dB, seed 0); deep "
-                                  f"decoders at default settings with max_epochs={args.epochs}.")
-    table = markdown(entries)
+                            notes=f"Default participant ({args.encoding} encoding, {args.n_trials} words, 8x8, SNR 0 dB, "
+                                  f"seed 0); deep decoders (target {args.target}) at default settings, {budget}.")
+    table = markdown(entries) + "\n\nDeep decoders against the linear baseline of the same causality (paired " \
+                                "bootstrap over the same test trials):\n\n" + versus_linear(eval_dirs)
     minutes = (time.perf_counter() - t0) / 60
-    cmd = f"`.venv/bin/python benchmarks/decoder_table.py --out DIR --encoding {args.encoding} --epochs {args.epochs}" + \
+    cmd = f"`.venv/bin/python benchmarks/decoder_table.py --out DIR --encoding {args.encoding} --target {args.target}" + \
+          (f" --epochs {args.epochs}" if args.epochs else "") + \
+          (f" --models {args.models}" if args.models != ",".join(MODELS) else "") + \
           (f" --n-trials {args.n_trials}" if args.n_trials != 300 else "") + \
-          (f" --speech-steps {args.speech_steps}" if args.speech_steps != 700 else "") + " --write-md`"
-    body = (f"## Generated: decoders at their default configuration, {args.encoding} participant\n\n"
+          (f" --speech-steps {args.speech_steps}" if args.target == "formant" else "") + " --write-md`"
+    head = (f"every deep decoder outputs the {'mel spectrogram (Griffin-Lim vocoder)' if args.target == 'mel' else '18 formant parameters through the speech model (' + str(args.speech_steps) + ' steps)'} "
+            f"at its default configuration, {budget} (cosine decay over those epochs; early stopping may end sooner)")
+    body = (f"## Generated: decoders at their default configuration, {args.encoding} participant, target {args.target}\n\n"
             f"Command: {cmd}  \nMachine: {machine_description()}  \n"
             f"Date: {start}; load average at start {load_start}, at end {load_average()}; "
             f"{minutes:.0f} min in all (stages resumed from an earlier run count 0).\n\n"
             f"Default participant ({args.encoding} encoding model, {args.n_trials} words, 8x8 grid, SNR 0 dB, seed 0), 50 held-out test trials "
-            f"(last 10 of each task); speech model at {args.speech_steps} steps; every deep decoder at its "
-            f"default configuration except max_epochs={args.epochs} (cosine decay over those epochs; early "
-            f"stopping may end sooner). PCC, tilt-removed PCC (each mel bin's training mean subtracted first) "
+            f"(last 10 of each task); {head}. PCC, tilt-removed PCC (each mel bin's training mean subtracted first) "
             f"and STOI are per-trial means; chance = the same model fed trial-shuffled neural windows; "
             f"no-neural = the onset-aligned mean of the training windows (handed the trial timing, never the "
             f"brain), scored like a decoder; gain = decoder minus no-neural on the same trials with a paired "
             f"bootstrap 95% CI (\"beats no-neural\" = CI above 0); ceiling = the formant speech model's "
-            f"resynthesis of the real audio, shown only for the decoders that go through it (the deep ones; "
-            f"the linear model maps straight to the mel spectrogram).\n\n{table}\n")
+            f"resynthesis of the real audio, shown only for the decoders that go through it.\n\n{table}\n")
     print("\n" + table)
     if args.write_md:
-        name = "decoder-table" if args.encoding == "realistic" else f"decoder-table-{args.encoding}"
+        name = f"decoder-table-{args.encoding}-{args.target}"
         section = (f"<!-- generated:{name} (benchmarks/decoder_table.py --write-md; do not edit by hand) -->\n"
                    f"{body}<!-- /generated:{name} -->\n")
         replace_generated_section(HERE.parent / "BENCHMARKS.md", name, section)

@@ -400,7 +400,7 @@ DECODER_ARGS = ["--model", "lstm", "--set", "prepare.praat=false", "--set", "spl
                 "--set", "decoder.max_epochs=4", "--set", "decoder.patience=10", "--set", "decoder.spec_ffts=[512]",
                 "--set", "decoder.train_crop_frames=32", "--set", "decoder.ref_only_steps=8",
                 "--set", "decoder.rnn_hidden=16", "--set", "decoder.rnn_layers=1", "--set", "decoder.dropout=0.2",
-                "--set", "decoder.ema_decay=0.9"]
+                "--set", "decoder.ema_decay=0.9", "--set", "decoder.target=formant"]
 LIKELIHOOD_ARGS = ["--set", "prepare.praat=false", "--set", "split.scheme=kfold", "--set", "split.n_folds=5",
                    "--set", "window.n_target_frames=64", "--set", "window.n_lead_frames=8", "--set", "likelihood.hidden=16",
                    "--set", "likelihood.n_blocks=2", "--set", "likelihood.batch_size=4", "--set", "likelihood.max_epochs=4",

@@ -25,7 +25,8 @@ TINY = ["prepare.praat=false", "prepare.causal=true", "prepare.line_noise_hz=60"
         "decoder.model=gru", "decoder.causal=true", "decoder.batch_size=8", f"decoder.n_target_frames={N_TARGET}",
         f"decoder.n_lead_frames={N_LEAD}", "decoder.train_crop_frames=8", "decoder.spec_ffts=[512]",
         "decoder.ema_decay=0", "decoder.max_epochs=1", "decoder.patience=10", "decoder.warmup_steps=1",
-        "decoder.ref_only_steps=100000", "decoder.dropout=0", "decoder.rnn_hidden=16", "decoder.rnn_layers=1"]
+        "decoder.ref_only_steps=100000", "decoder.dropout=0", "decoder.rnn_hidden=16", "decoder.rnn_layers=1",
+        "decoder.target=formant"]
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +100,7 @@ def test_cli_causal_flag_prepares_causally():
     from neurovox.commands.train_decoder import build_config
 
     args = argparse.Namespace(overrides=["prepare.praat=false"], model="lstm", quick=False, causal=True, seed=None,
-                              config=None)
+                              config=None, target=None)
     assert build_config(args).prepare.causal is True
     args.overrides = ["prepare.causal=false"]                    # an explicit choice is kept (and refused later)
     assert build_config(args).prepare.causal is False

@@ -163,7 +163,7 @@ def test_decoder_training_draws_new_synthesizer_noise_every_step(monkeypatch):
 
     torch.manual_seed(0)
     decoder = build_decoder("lstm", n_channels=4, n_out=N_RAW, causal=True, hidden=8)
-    module = DecoderModule(decoder, FrozenSpeech(FormantSynth(SynthConfig())), DecoderTrainConfig(w_ref=0.0), seed=0)
+    module = DecoderModule(decoder, FrozenSpeech(FormantSynth(SynthConfig())), DecoderTrainConfig(w_ref=0.0, target="formant"), seed=0)
     g = torch.Generator().manual_seed(1)
     batch = {"neural": torch.randn(2, 16 + 32, 4, generator=g), "mel_db": torch.zeros(2, 32, 80),
              "audio": 0.1 * torch.randn(2, 32 * 128, generator=g), "speech_mask": torch.ones(2, 32, dtype=torch.bool),

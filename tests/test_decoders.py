@@ -233,15 +233,22 @@ def test_linear_baseline_recovers_a_lagged_linear_map():
 def test_train_decoder_cli_config_layers_quick_flags_and_overrides():
     from neurovox.cli import build_parser
     from neurovox.commands.train_decoder import build_config
+    from neurovox.decoders.config import PAPER_SIZES, QUICK_EPOCHS
 
     args = build_parser().parse_args(["train", "decoder", "--data", "x.h5", "--model", "swin", "--causal", "--quick",
                                       "--out", "r", "--seed", "3", "--set", "decoder.lr=0.01"])
     cfg = build_config(args)
     assert (cfg.decoder.model, cfg.decoder.causal, cfg.seed, cfg.decoder.lr) == ("swin", True, 3, 0.01)
-    assert cfg.decoder.max_minutes == 1.5 and cfg.decoder.swin_depths == (2,)
-    args = build_parser().parse_args(["train", "decoder", "--data", "x.h5", "--out", "r"])
+    assert cfg.decoder.max_epochs == QUICK_EPOCHS and cfg.decoder.target == "mel"  # a step budget, default sizes
+    args = build_parser().parse_args(["train", "decoder", "--data", "x.h5", "--out", "r", "--target", "formant",
+                                      "--set", "decoder.preset=paper"])
     cfg = build_config(args)
-    assert (cfg.decoder.model, cfg.decoder.causal, cfg.decoder.max_minutes) == ("resnet", False, 0.0)
+    assert (cfg.decoder.model, cfg.decoder.causal, cfg.decoder.target) == ("resnet", False, "formant")
+    assert cfg.decoder.resnet_widths == PAPER_SIZES["resnet_widths"] and cfg.decoder.rnn_layers == 3
+    both = build_parser().parse_args(["train", "decoder", "--data", "x.h5", "--out", "r", "--set", "decoder.preset=paper",
+                                      "--set", "decoder.resnet_widths=[8,16]"])
+    with pytest.raises(ConfigError, match="preset=paper sets decoder.resnet_widths"):
+        build_config(both)
     bad = build_parser().parse_args(["train", "decoder", "--data", "x.h5", "--out", "r", "--set", "decoder.modle=lstm"])
     with pytest.raises(ConfigError, match="Did you mean \"model\""):
         build_config(bad)

@@ -29,7 +29,7 @@ TINY = ["prepare.praat=false", "split.scheme=kfold", "split.n_folds=5", "decoder
         "decoder.spec_ffts=[512]", "decoder.lr=0.01", "decoder.ema_decay=0", "decoder.max_epochs=3",
         "decoder.patience=10", "decoder.warmup_steps=1", "decoder.ref_only_steps=100000", "decoder.dropout=0",
         "decoder.resnet_widths=[4,8]", "decoder.swin_dim=8", "decoder.swin_depths=[2]", "decoder.swin_window_t=8",
-        "decoder.rnn_hidden=16", "decoder.rnn_layers=1", "decoder.linear_passes=1"]
+        "decoder.rnn_hidden=16", "decoder.rnn_layers=1", "decoder.linear_passes=1", "decoder.target=formant"]
 CASES = [(layout, model) for layout in ("grid8x8", "hybrid128", "hybrid225")
          for model in ("linear", "resnet", "swin", "lstm")]
 CASES += [("seeg", "linear"), ("seeg", "lstm")]

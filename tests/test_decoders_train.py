@@ -47,6 +47,8 @@ def test_linear_baseline_end_to_end(tiny_participant, tmp_path):
     path, root = tiny_participant
     cfg = load_config(DecoderRunConfig, None, TINY + ["decoder.model=linear", "decoder.causal=true", "prepare.causal=true"])
     run_dir = train_decoder(path, tmp_path / "linear", cfg, progress=False, cache_dir=root / "cache")
+    chosen = json.loads((run_dir / "DONE").read_text())["chosen_on_val"]  # PCA size and ridge chosen on val trials
+    assert chosen["n_components"] > 0 and chosen["ridge"] >= 0 and 0 < chosen["val_pcc_tilt"] <= 1, chosen
     pcc, chance, dec = _pcc_and_chance(run_dir, path)
     assert pcc > 0.8 and pcc - chance > 0.2, (pcc, chance)
     out = dec.decode(np.zeros((2, 144, 64), np.float32))
@@ -72,6 +74,7 @@ def test_deep_decoder_trains_resumes_and_decodes(tiny_participant, tmp_path):
     torch.manual_seed(0)
     cfg = load_config(DecoderRunConfig, None, TINY + DEEP + [
         "decoder.model=lstm", "decoder.causal=true", "prepare.causal=true", "decoder.max_epochs=3", "decoder.rnn_hidden=32",
+        "decoder.target=formant",
         "decoder.rnn_layers=1", "decoder.train_crop_frames=16"])
     run_dir = train_decoder(path, tmp_path / "lstm", cfg, progress=False, cache_dir=root / "cache")
     summary = json.loads((run_dir / "DONE").read_text())
@@ -93,6 +96,34 @@ def test_deep_decoder_trains_resumes_and_decodes(tiny_participant, tmp_path):
     assert len(list((out_dir / "params").glob("*.csv"))) == 60
     with pytest.raises(RunError, match="already holds a finished decoder run"):
         train_decoder(path, run_dir, cfg, progress=False, cache_dir=root / "cache")
+
+
+def test_mel_target_decoder_beats_chance_and_decodes_with_griffin_lim(tiny_participant, tmp_path):
+    """The default target: a causal ResNet3D outputs standardised mel dB directly (no speech run, no synthesis).
+    Its held-out PCC must beat its trial-shuffled chance, its output starts at the training mean spectrum,
+    and the run decodes to mel + Griffin-Lim audio without formant parameters."""
+    path, root = tiny_participant
+    torch.manual_seed(0)
+    cfg = load_config(DecoderRunConfig, None, TINY + [
+        "decoder.model=resnet", "decoder.causal=true", "prepare.causal=true", "decoder.max_epochs=12",
+        "decoder.batch_size=8", "decoder.resnet_widths=[8,16]", "decoder.ema_decay=0.9", "decoder.lr=0.003"])
+    assert cfg.decoder.target == "mel"
+    run_dir = train_decoder(path, tmp_path / "resnet_mel", cfg, progress=False, cache_dir=root / "cache")
+    assert open_run(run_dir).config["decoder"]["target"] == "mel"
+    dec = load_trial_decoder(run_dir)
+    assert dec.synthesis == "griffin_lim" and dec.info()["target"] == "mel"
+    win = trial_windows(dec, open_run(run_dir), path, "test")
+    out = dec.decode(win["neural"])
+    assert "params" not in out and out["audio"].shape == (len(win["neural"]), 128 * 128)
+    pcc = float(np.mean(pcc_per_trial(win["mel_db"], out["mel_db"], win["speech_mask"])))
+    perm = np.roll(np.arange(len(win["neural"])), 1)
+    chance = float(np.mean(pcc_per_trial(win["mel_db"], dec.decode(win["neural"][perm])["mel_db"], win["speech_mask"])))
+    # measured (seed 0, 12 epochs, 12 test trials): PCC 0.778 against chance 0.637
+    assert pcc > 0.72 and pcc - chance > 0.1, (pcc, chance)
+    with pytest.raises(Exception, match="--speech is used only by deep decoders with decoder.target=formant"):
+        train_decoder(path, tmp_path / "refused", cfg, speech_run=tmp_path / "any", progress=False,
+                      cache_dir=root / "cache")
+    assert not (tmp_path / "refused").exists()
 
 
 def test_grid_model_rejects_seeg_recording(tmp_path):
@@ -151,6 +182,7 @@ def test_deep_decoder_beats_chance_with_reference_curriculum(sim_hg_path, tmp_pa
     torch.manual_seed(0)
     cfg = load_config(DecoderRunConfig, None, TINY + [
         "decoder.model=lstm", "decoder.causal=true", "prepare.causal=true", "decoder.rnn_hidden=64", "decoder.rnn_layers=1",
+        "decoder.target=formant",
         "decoder.batch_size=8", "decoder.lr=0.003", "decoder.ema_decay=0.95", "decoder.max_epochs=80",
         "decoder.patience=80", "decoder.ref_only_steps=100000"])
     run_dir = train_decoder(sim_hg_path, tmp_path / "lstm", cfg, speech_run=tmp_path / "fixed_encoder",

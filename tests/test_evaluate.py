@@ -282,7 +282,7 @@ def test_evaluate_uses_the_runs_window_sizes(speech_run_tiny10, tmp_path):
     base = ["prepare.praat=false", "split.scheme=kfold", "split.n_folds=5", "decoder.n_target_frames=64",
             "decoder.n_lead_frames=8"]
     deep = ["decoder.rnn_hidden=16", "decoder.rnn_layers=1", "decoder.max_epochs=2", "decoder.ref_only_steps=100000",
-            "decoder.train_crop_frames=8", "decoder.spec_ffts=[512]"]
+            "decoder.train_crop_frames=8", "decoder.spec_ffts=[512]", "decoder.target=formant"]
     for model, extra in (("linear", ["decoder.linear_passes=1"]), ("lstm", deep)):
         torch.manual_seed(0)
         cfg = load_config(DecoderRunConfig, None, base + [f"decoder.model={model}"] + extra)

@@ -99,7 +99,7 @@ def test_decoder_refuses_a_speech_run_that_heard_its_test_trials(tiny, tmp_path,
     path, _, prepared, cache, root, _ = tiny
     speech = _speech_run(tmp_path, "speech_flinker", tiny)
     out = tmp_path / "dec"
-    err = _one_line_exit_2(capsys, ["train", "decoder", "--data", str(path), "--speech", str(speech), "--model", "lstm",
+    err = _one_line_exit_2(capsys, ["train", "decoder", "--data", str(path), "--speech", str(speech), "--model", "lstm", "--target", "formant",
                                     "--out", str(out), "--cache-dir", str(cache), "--set", "prepare.praat=false",
                                     *KFOLD, "--set", "split.fold=4"], "test trials of")
     assert "--set split.scheme=kfold --set split.fold=4 --set split.n_folds=5" in err and "retrain" in err.lower()

@@ -49,7 +49,7 @@ def test_deep_decoder_reloads_to_identical_outputs(tmp_path, model, kwargs):
         for p in list(net.parameters()) + list(synth.parameters()):
             p.add_(0.01 * torch.randn_like(p))
     run = _decoder_run(tmp_path, model)
-    save_model(run.path / "model.pt", model, net, synth)
+    save_model(run.path / "model.pt", model, net, synth=synth)
     run.mark_done()
 
     x = np.random.default_rng(1).normal(size=(3, N_LEAD + N_TARGET, N_CH)).astype(np.float32)
@@ -60,6 +60,29 @@ def test_deep_decoder_reloads_to_identical_outputs(tmp_path, model, kwargs):
     out = loaded.decode(x, generator=torch.Generator().manual_seed(5))
     assert np.array_equal(out["audio"], expected.wave.numpy())
     assert np.array_equal(loaded.decode(x, generator=torch.Generator().manual_seed(5))["mel_db"], out["mel_db"])
+
+
+def test_mel_target_decoder_reloads_to_identical_outputs(tmp_path):
+    from neurovox.decoders import build_decoder, load_trial_decoder
+    from neurovox.decoders.linear import mel_db_to_audio
+    from neurovox.decoders.train import save_model
+
+    torch.manual_seed(0)
+    net = build_decoder("lstm", n_channels=N_CH, n_out=80, causal=True, hidden=8)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    mean, sd = -40.0 + torch.randn(80), 1.0 + torch.rand(80)
+    run = _decoder_run(tmp_path, "lstm")
+    save_model(run.path / "model.pt", "lstm", net, mel_stats=(mean, sd))
+    run.mark_done()
+    x = np.random.default_rng(1).normal(size=(3, N_LEAD + N_TARGET, N_CH)).astype(np.float32)
+    net.eval()
+    with torch.no_grad():
+        expected = (net(torch.from_numpy(x), N_TARGET) * sd + mean).numpy()
+    out = load_trial_decoder(run.path).decode(x, generator=np.random.default_rng(5))
+    assert np.array_equal(out["mel_db"], expected) and "params" not in out
+    assert np.array_equal(out["audio"], mel_db_to_audio(expected, generator=np.random.default_rng(5)))
 
 
 def test_linear_decoder_reloads_to_identical_outputs(tmp_path):

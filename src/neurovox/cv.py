@@ -59,7 +59,8 @@ def default_train(*, model: str, fold: int, n_folds: int, split: str, causal: bo
              f"split.fold={fold}", f"split.n_folds={n_folds}", f"seed={seed}"]
     cfg = load_config(DecoderRunConfig, config_path, flags + list(overrides), base=quick_settings(model) if quick else None)
     torch.manual_seed(cfg.seed)  # cv is a CLI-level driver: it seeds each fold's training like the CLI does
-    return Path(train_decoder(data_path, run_dir, cfg, speech_run=speech_run, progress=False,
+    uses_speech = model != "linear" and cfg.decoder.target == "formant"  # the mel target needs no speech model
+    return Path(train_decoder(data_path, run_dir, cfg, speech_run=speech_run if uses_speech else None, progress=False,
                               cache_dir=Path(cache_dir) if cache_dir else None))
 
 

@@ -1,9 +1,11 @@
 """`neurovox info PATH`: what a recording holds, in one screen.
 
-Participant, format, neural kind/rate/duration, channels by type and the bad ones, grid or shaft
-layout, audio rate and level (RMS and peak in dBFS, clipped fraction), trials per task and the
-most frequent words, what the reader derived, and every notice. For a file written by
-`neurovox simulate`, the encoding model and every channel's role from the ground truth beside it.
+Participant, format, neural kind/rate/duration, channels by type and the bad ones (the file's own,
+and those found flat, noisy or spiky against their neighbours by
+`neurovox.preprocess.bad_channels.find_bad_channels`), grid or shaft layout, audio rate and level
+(RMS and peak in dBFS, clipped fraction), trials per task and the most frequent words, what the
+reader derived, and every notice. For a file written by `neurovox simulate`, the encoding model and
+every channel's role from the ground truth beside it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from neurovox.io.recording import Recording
 
 CLIP_LEVEL = 0.999   # |sample| at or above this counts as clipped (full scale is 1.0)
 N_TOP_WORDS = 10
+N_FOUND_BAD_SHOWN = 12   # found bad channels listed in the text (the JSON has all)
 
 
 def _dbfs(x: float) -> float:
@@ -87,6 +90,18 @@ def simulated_roles(rec: Recording) -> dict[str, Any] | None:
     return None
 
 
+def found_bad_channels(rec: Recording) -> dict[str, Any] | None:
+    """The channels `find_bad_channels` flags in `rec` (beyond the file's own bad ones), JSON-ready:
+    {"threshold_z", "channels": [{"name", "reason", "log_var_z", "kurtosis_z"}, ...]}; None when the
+    recording is too short to judge."""
+    from neurovox.preprocess.bad_channels import MIN_FRAMES, find_bad_channels
+
+    if rec.n_samples < MIN_FRAMES:
+        return None
+    report = find_bad_channels(rec.neural, rec.channels, rec.neural_sfreq_hz)
+    return {"threshold_z": report.threshold_z, "channels": report.found_details()}
+
+
 def summarize(rec: Recording) -> dict[str, Any]:
     """A JSON-ready summary of `rec` (what `neurovox info` prints)."""
     ch = rec.channels
@@ -105,6 +120,7 @@ def summarize(rec: Recording) -> dict[str, Any]:
                    "dtype": str(rec.neural.dtype)},
         "channels_by_type": dict(Counter(ch["type"].tolist())),
         "bad_channels": rec.bads,
+        "bad_channels_found": found_bad_channels(rec),
         "layout": _layout(rec),
         "audio": {"sfreq_hz": rec.audio_sfreq_hz, "duration_s": rec.audio_duration_s, "rms_dbfs": _dbfs(rms),
                   "peak_dbfs": _dbfs(peak), "clipped_fraction": float(np.mean(np.abs(audio) >= CLIP_LEVEL))
@@ -130,6 +146,7 @@ def format_summary(s: dict[str, Any]) -> str:
         f"neural        {n['kind']}, {n['n_channels']} channels @ {n['sfreq_hz']:g} Hz, {n['duration_s']:.2f} s "
         f"({n['n_samples']} samples, {n['dtype']}, unit {n['unit']})",
         f"channels      {types}; {bad_txt}",
+        f"found bad     {_found_text(s.get('bad_channels_found'))}",
     ]
     lines += [f"layout        {x}" if i == 0 else f"              {x}" for i, x in enumerate(s["layout"])]
     lines += [
@@ -153,6 +170,19 @@ def format_summary(s: dict[str, Any]) -> str:
         else:
             lines.append(f"{title:<13} none")
     return "\n".join(lines)
+
+
+def _found_text(found: dict[str, Any] | None) -> str:
+    if found is None:
+        return "not checked (recording too short)"
+    rows = found["channels"]
+    rule = f"flat / noisy / spiky: |robust z| > {found['threshold_z']:g} against the neighbours"
+    if not rows:
+        return f"none ({rule})"
+    shown = [f"{r['name']} {r['reason']} (z {r['kurtosis_z'] if r['reason'] == 'spiky' else r['log_var_z']:.1f})"
+             for r in rows[:N_FOUND_BAD_SHOWN]]
+    more = f" ... ({len(rows) - N_FOUND_BAD_SHOWN} more)" if len(rows) > N_FOUND_BAD_SHOWN else ""
+    return f"{len(rows)}: {', '.join(shown)}{more} ({rule})"
 
 
 def info(path: str, *, subject: str | None = None, nonfinite: str = "raise") -> dict[str, Any]:

@@ -1,7 +1,9 @@
-"""`neurovox train decoder`: stage-2 neural decoder (linear | resnet | swin | lstm | gru) through the
-frozen speech model of a `neurovox train speech` run.
+"""`neurovox train decoder`: a neural decoder (linear | resnet | swin | lstm | gru). The deep decoders
+output the mel spectrogram (`--target mel`, the default) or the 18 formant parameters through the frozen
+speech model of a `neurovox train speech` run (`--target formant --speech RUN`).
 
-    neurovox train decoder --data sim/sim01.h5 --speech runs/speech --model resnet --causal --out runs/resnet_c
+    neurovox train decoder --data sim/sim01.h5 --model resnet --causal --out runs/resnet_c
+    neurovox train decoder --data sim/sim01.h5 --model resnet --target formant --speech runs/speech --out runs/resnet_f
     neurovox train decoder --data sim/sim01.h5 --model linear --out runs/linear --quick
 """
 
@@ -19,9 +21,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                        "train a neural decoder (linear baseline, ResNet3D, Swin3D, LSTM/GRU)", __doc__, run)
     p.add_argument("--data", required=True, metavar="FILE", help="recording (Flinker .h5, SWPD .nwb / BIDS, ...)")
     p.add_argument("--speech", metavar="RUN", default=None,
-                   help="speech run (frozen encoder + synthesizer); without it the deep decoders train through "
-                        "the default synthesizer with the spectral loss only (not needed for --model linear)")
+                   help="speech run (frozen encoder + synthesizer) for --target formant; without it the formant "
+                        "decoders train through the default synthesizer with the spectral loss only")
     p.add_argument("--model", choices=MODELS, default=None, help="decoder architecture (default: the config's, resnet)")
+    p.add_argument("--target", choices=("mel", "formant"), default=None,
+                   help="deep decoders' output: mel spectrogram (default; Griffin-Lim vocoder) or the 18 formant "
+                        "parameters rendered by the speech model's synthesizer")
     p.add_argument("--causal", action="store_true", default=None,
                    help="strictly causal decoder (output frame t uses only neural frames <= t); raw voltage is then "
                         "prepared causally (prepare.causal=true)")
@@ -47,6 +52,8 @@ def build_config(args: argparse.Namespace):
         flags.append(f"decoder.model={args.model}")
     if args.causal:
         flags.append("decoder.causal=true")
+    if args.target is not None:
+        flags.append(f"decoder.target={args.target}")
     cfg = config_from_args(DecoderRunConfig, args, flags, quick=quick)
     if cfg.decoder.causal and not cfg.prepare.causal and "causal" not in parse_overrides(overrides).get("prepare", {}) \
             and not _config_sets_prepare_causal(args.config):

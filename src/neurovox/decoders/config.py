@@ -8,9 +8,11 @@ from typing import Any
 
 from neurovox.preprocess.config import PrepareConfig
 from neurovox.preprocess.splits import SplitConfig
+from neurovox.errors import ConfigError
 from neurovox.utils.check import check_option, check_range
 
 MODELS = ("linear", "resnet", "swin", "lstm", "gru")
+TARGETS = ("mel", "formant")
 
 
 @dataclass
@@ -19,21 +21,30 @@ class DecoderTrainConfig:
 
     model: str = "resnet"                # decoder: "linear" | "resnet" | "swin" | "lstm" | "gru"
     causal: bool = False                 # strictly causal model (output frame t sees neural frames <= t)
+    target: str = "mel"                  # what the deep decoder outputs: "mel" (80-bin mel dB, Griffin-Lim vocoder)
+                                         # or "formant" (18 synthesizer parameters through the frozen formant
+                                         # synthesizer; interpretable, but bounded by its resynthesis ceiling)
+    preset: str = "small"                # model sizes: "small" (CPU-sized, the *_widths/... fields below) or
+                                         # "paper" (the reference implementation's sizes, for GPUs; PAPER_SIZES)
     n_target_frames: int = 128           # frames (8 ms) of audio target per window
     n_lead_frames: int = 16              # frames of neural lead before the first target frame
     batch_size: int = 16                 # windows per optimisation step
     train_crop_frames: int = 0           # frames, random target crop of each training batch (0 = whole window)
-    max_epochs: int = 300                # epochs, upper bound (early stopping usually ends sooner)
-    max_minutes: float = 0.0             # min, wall-clock limit of training (0 = none); it ends a run at a step
-                                         # that depends on the machine's speed, so a run it caps is not
-                                         # reproducible (max_epochs is)
-    patience: int = 30                   # epochs without validation improvement before stopping
+    max_epochs: int = 30                 # epochs, the budget (early stopping may end sooner); never wall clock,
+                                         # so a run takes the same steps on any machine. The mel target's
+                                         # validation PCC plateaus after ~15-20 of 30 epochs on the default
+                                         # participant (BENCHMARKS.md, "Decoder training budgets")
+    patience: int = 10                   # epochs without validation improvement before stopping
     lr: float = 1e-3                     # AdamW learning rate (cosine decay to 10 % over max_epochs)
     warmup_steps: int = 20               # steps of linear learning-rate warm-up
     ref_only_steps: int = 300            # steps, first phase: reference loss alone (no synthesis, fast steps)
     weight_decay: float = 1e-4           # AdamW weight decay
     ema_decay: float = 0.995             # per-step decay of the weight EMA, reached after warm-up (0 = no EMA)
     grad_clip: float = 1.0               # gradient-norm clip (0 = none)
+    aug_gain_sd: float = 0.1             # training augmentation: SD of a per-window, per-channel gain factor around 1
+    aug_channel_dropout: float = 0.1     # training augmentation: probability that a channel is zeroed in a window
+                                         # (both constant over the window, so they keep causality; windows also
+                                         # start at a random frame around each word: time jitter)
     w_spec: float = 1.0                  # weight of the spectral loss (linear dB, multi-resolution)
     w_mel: float = 1.0                   # weight of the mel-dB spectral term
     w_coarse: float = 1.0                # weight of the coarse spectral term (frame energy + 8 broad bands, dB)
@@ -49,12 +60,17 @@ class DecoderTrainConfig:
     rnn_hidden: int = 128                # LSTM/GRU hidden size per direction
     rnn_layers: int = 2                  # LSTM/GRU layers
     dropout: float = 0.1                 # dropout inside the decoder
-    linear_components: int = 50          # PCA components of the linear baseline
     linear_passes: int = 4               # random training windows drawn per training trial (linear fit)
     device: str = "auto"                 # "auto" (GPU when available), "cpu" or "cuda"
 
     def __post_init__(self) -> None:
         check_option("decoder.model", self.model, MODELS)
+        check_option("decoder.target", self.target, TARGETS)
+        check_option("decoder.preset", self.preset, ("small", "paper"))
+        check_range("decoder.aug_gain_sd", self.aug_gain_sd, 0.0, None)
+        check_range("decoder.aug_channel_dropout", self.aug_channel_dropout, 0.0, 1.0)
+        if self.preset == "paper":
+            self._apply_paper_sizes()
         check_range("decoder.n_target_frames", self.n_target_frames, 1, None)
         check_range("decoder.n_lead_frames", self.n_lead_frames, 0, None)
         check_range("decoder.batch_size", self.batch_size, 1, None)
@@ -62,6 +78,28 @@ class DecoderTrainConfig:
         check_range("decoder.ref_only_steps", self.ref_only_steps, 0, None)
         check_range("decoder.warmup_steps", self.warmup_steps, 0, None)
         check_option("decoder.device", self.device, ("auto", "cpu", "cuda"))
+
+    def _apply_paper_sizes(self) -> None:
+        """preset=paper sets the size fields; a size also set by hand would be silently overridden, so it is
+        refused (config.yaml of a paper run holds the paper sizes, which pass this check when reloaded)."""
+        small = DecoderTrainConfig.__dataclass_fields__
+        for key, value in PAPER_SIZES.items():
+            now = getattr(self, key)
+            now = tuple(now) if isinstance(now, list) else now
+            if now != small[key].default and now != value:
+                raise ConfigError(f"decoder.preset=paper sets decoder.{key}={value!r}, but decoder.{key}={now!r} was "
+                                  "also given; drop one of the two.")
+            setattr(self, key, value)
+
+
+# The reference implementation's decoder hyperparameters (Chen et al. 2024, github.com/flinkerlab/
+# neural_speech_decoding at fb20e56, networks.py), for GPU users: `--set decoder.preset=paper`. Its ResNet has 4
+# stages of 32/64/128/256 features, one block each (4.80 M parameters there, 3.80 M here: ours keeps time
+# unstrided and has no upsampling head); its Swin embeds 48 features with depths 2/2/6/2 (7.69 M there,
+# 4.77 M here); its LSTM is 3 bidirectional layers of 128 (1.07 M there, 1.08 M here). Their cost on CPU:
+# BENCHMARKS.md, "Decoder presets".
+PAPER_SIZES: dict[str, Any] = {"resnet_widths": (32, 64, 128, 256), "resnet_blocks": 1,
+                               "swin_dim": 48, "swin_depths": (2, 2, 6, 2), "rnn_hidden": 128, "rnn_layers": 3}
 
 
 @dataclass
@@ -74,14 +112,13 @@ class DecoderRunConfig:
     decoder: DecoderTrainConfig = field(default_factory=DecoderTrainConfig)
 
 
+QUICK_EPOCHS = 12  # epochs of `--quick` (measured cost: BENCHMARKS.md, "Decoder training budgets")
+
+
 def quick_settings(model: str) -> dict[str, Any]:
-    """Overrides of `--quick`: small models and about 1-2 minutes of training on 2 CPU cores."""
-    return {"decoder": {"max_epochs": 300, "max_minutes": 1.5, "patience": 100, "batch_size": 8, "lr": 3e-3,
-                        "ref_only_steps": 100000,  # the whole quick run is the reference phase (no synthesis)
-                        "resnet_widths": [8, 16, 32], "swin_dim": 16, "swin_depths": [2], "swin_window_t": 8,
-                        "train_crop_frames": 64,
-                        "rnn_hidden": 64, "rnn_layers": 1, "spec_ffts": [512], "linear_passes": 2,
-                        "ema_decay": 0.95}}
+    """Overrides of `--quick`: the default sizes on a fixed budget of QUICK_EPOCHS epochs."""
+    return {"decoder": {"max_epochs": QUICK_EPOCHS, "patience": QUICK_EPOCHS, "ema_decay": 0.95,
+                        "train_crop_frames": 64, "spec_ffts": [512], "linear_passes": 2}}
 
 
 def model_kwargs(cfg: DecoderTrainConfig) -> dict[str, Any]:

@@ -87,46 +87,64 @@ class LinearTrialDecoder(_RunDecoder):
 
 
 class DeepTrialDecoder(_RunDecoder):
-    """A deep decoder (ResNet3D, Swin3D, LSTM/GRU) with its frozen synthesizer."""
-
-    synthesis = "formant"
+    """A deep decoder (ResNet3D, Swin3D, LSTM/GRU) and what renders its output: the mel scale and Griffin-Lim
+    (target "mel"), or its frozen formant synthesizer (target "formant")."""
 
     def __init__(self, run: Any, device: str = "cpu", batch_size: int = 16):
         from neurovox.decoders.base import decoder_from_args
-        from neurovox.synth import FormantSynth, SynthConfig
 
         super().__init__(run)
         payload = torch.load(run.path / "model.pt", map_location="cpu", weights_only=False)
         self.model = decoder_from_args(payload["model_name"], payload["model_args"])
         want, got = set(self.model.state_dict()), set(payload["state_dict"])
-        if want != got:  # weights saved by an older version of the architecture
+        if want != got or "target" not in payload:  # weights saved by an older version of the architecture
             raise RunError(f"The weights in {str(run.path / 'model.pt')!r} do not fit this version's "
                            f"{payload['model_name']} decoder (saved by an older neurovox?): missing "
-                           f"{sorted(want - got)[:3]}, unexpected {sorted(got - want)[:3]}. Retrain with "
+                           f"{sorted(want - got)[:3]}, unexpected {sorted(got - want)[:3]}"
+                           f"{'' if 'target' in payload else ', no target recorded'}. Retrain with "
                            "`neurovox train decoder`.")
         self.model.load_state_dict(payload["state_dict"])
         self.model.eval().to(device)
-        self.synth = FormantSynth(SynthConfig(**payload["synth_config"]))
-        self.synth.load_state_dict(payload["synth_state"])
-        self.synth.eval().to(device)
+        self.target = str(payload["target"])
+        if self.target == "mel":
+            self.synthesis = "griffin_lim"  # predicts the mel directly: the formant model's resynthesis bounds nothing
+            self.mel_mean_db = payload["mel_mean_db"].to(device)
+            self.mel_sd_db = payload["mel_sd_db"].to(device)
+        else:
+            from neurovox.synth import FormantSynth, SynthConfig
+
+            self.synthesis = "formant"
+            self.synth = FormantSynth(SynthConfig(**payload["synth_config"]))
+            self.synth.load_state_dict(payload["synth_state"])
+            self.synth.eval().to(device)
         self.device = device
         self.batch_size = batch_size
 
     @torch.no_grad()
     def decode(self, neural_windows: np.ndarray, generator: Any = None) -> dict[str, np.ndarray]:
+        x = self._check(neural_windows)
+        outs = [self.model(torch.from_numpy(x[i:i + self.batch_size]).to(self.device), self.n_target_frames)
+                for i in range(0, len(x), self.batch_size)]
+        if self.target == "mel":
+            from neurovox.decoders.linear import mel_db_to_audio
+
+            mel = (torch.cat(outs) * self.mel_sd_db + self.mel_mean_db).cpu().numpy().astype(np.float32)
+            gen = generator if isinstance(generator, np.random.Generator) else None
+            return {"mel_db": mel, "audio": mel_db_to_audio(mel, generator=gen)}
         from neurovox.synth import params_to_vector
 
-        x = self._check(neural_windows)
         gen = generator if isinstance(generator, torch.Generator) else None
         mels, audios, params = [], [], []
-        for i in range(0, len(x), self.batch_size):
-            xb = torch.from_numpy(x[i:i + self.batch_size]).to(self.device)
-            out = self.synth(self.model(xb, self.n_target_frames), generator=gen)
+        for raw in outs:
+            out = self.synth(raw, generator=gen)
             mels.append(dsp.power_to_db(dsp.power_to_mel(out.spec_power)).cpu().numpy())
             audios.append(out.wave.cpu().numpy())
             params.append(params_to_vector(out.controls).cpu().numpy())
         return {"mel_db": np.concatenate(mels).astype(np.float32), "audio": np.concatenate(audios).astype(np.float32),
                 "params": np.concatenate(params).astype(np.float32)}
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "target": self.target}
 
 
 def load_trial_decoder(run_dir: str | Path, device: str = "cpu") -> LinearTrialDecoder | DeepTrialDecoder:

@@ -27,8 +27,16 @@ def _lightning():
 class DecoderModule(_lightning().LightningModule):
     """Thin Lightning wrapper: decoder (+ EMA copy) -> frozen synth; losses; AdamW with cosine decay."""
 
-    def __init__(self, decoder: NeuralDecoder, speech: FrozenSpeech, cfg: DecoderTrainConfig, seed: int = 0):
+    def __init__(self, decoder: NeuralDecoder, speech: FrozenSpeech | None, cfg: DecoderTrainConfig, seed: int = 0,
+                 mel_stats: tuple[torch.Tensor, torch.Tensor] | None = None):
         super().__init__()
+        if (cfg.target == "mel") != (mel_stats is not None):
+            raise ValueError("target 'mel' needs mel_stats (training mean and SD of each mel bin), 'formant' none")
+        # target "mel": the decoder outputs each mel bin standardised with the training frames' mean and SD
+        # (buffers, so they travel with the module): an output of 0 is the training mean spectrum.
+        if mel_stats is not None:
+            self.register_buffer("mel_mean_db", mel_stats[0].float())
+            self.register_buffer("mel_sd_db", mel_stats[1].float())
         self.decoder = decoder
         self.ema = copy.deepcopy(decoder).eval() if cfg.ema_decay > 0 else None
         if self.ema is not None:
@@ -54,6 +62,8 @@ class DecoderModule(_lightning().LightningModule):
 
     def in_ref_phase(self) -> bool:
         """First phase of the curriculum: reference loss alone while global_step < ref_only_steps."""
+        if self.cfg.target == "mel":
+            return False
         has_ref = self.cfg.w_ref > 0 and (self.ref_frames is not None or self.speech.encoder is not None)
         return has_ref and self.global_step < self.cfg.ref_only_steps
 
@@ -64,6 +74,10 @@ class DecoderModule(_lightning().LightningModule):
         raw = model(batch["neural"], n_target)
         mask = batch["speech_mask"].float()
         fw = cfg.silence_weight + (1 - cfg.silence_weight) * mask
+        if cfg.target == "mel":  # standardised mel dB: mean squared error, speech frames weighted up
+            target = (batch["mel_db"] - self.mel_mean_db) / self.mel_sd_db
+            loss = (((raw - target) ** 2).mean(-1) * fw).sum() / fw.sum()
+            return {"loss": loss, "mel": loss, "_mel_db": raw * self.mel_sd_db + self.mel_mean_db}
         ref = self.reference(batch)
         terms: dict[str, torch.Tensor] = {}
         total = raw.new_zeros(())
@@ -107,7 +121,21 @@ class DecoderModule(_lightning().LightningModule):
             out[k] = batch[k][:, o: o + n]
         return out
 
+    def augment(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Random per-window, per-channel gain and channel dropout of the neural input (constant over each
+        window, so a causal model stays causal); drawn from (seed, global step) like the crops."""
+        cfg = self.cfg
+        if cfg.aug_gain_sd <= 0 and cfg.aug_channel_dropout <= 0:
+            return batch
+        x = batch["neural"]
+        gen = torch.Generator().manual_seed(mix_seed(self.seed, self.global_step, 2))
+        shape = (x.shape[0], 1, x.shape[2])
+        gain = 1.0 + cfg.aug_gain_sd * torch.randn(shape, generator=gen)
+        keep = (torch.rand(shape, generator=gen) >= cfg.aug_channel_dropout).float()
+        return {**batch, "neural": x * (gain * keep).to(x)}
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        batch = self.augment(batch)
         if self.in_ref_phase():  # whole windows, no synthesis
             terms = self.losses(self.decoder, batch, synth=False)
         else:
@@ -129,6 +157,8 @@ class DecoderModule(_lightning().LightningModule):
 
     def ref_only_run(self) -> bool:
         """The whole run is the reference phase (ref_only_steps >= every step the run can take)."""
+        if self.cfg.target == "mel":
+            return False
         if self.cfg.w_ref <= 0 or (self.ref_frames is None and self.speech.encoder is None):
             return False
         total = self.trainer.estimated_stepping_batches if self._trainer is not None else float("inf")

@@ -133,7 +133,11 @@ def train_decoder(data_path: str | Path, out: str | Path, cfg: Any, *, speech_ru
     from neurovox.runs import start_run
 
     dcfg: DecoderTrainConfig = cfg.decoder
-    if dcfg.model != "linear" and speech_run is None and dcfg.w_ref > 0:
+    formant = dcfg.model != "linear" and dcfg.target == "formant"
+    if speech_run is not None and not formant:
+        raise ConfigError(f"--speech is used only by deep decoders with decoder.target=formant; this run is "
+                          f"{dcfg.model} with target {dcfg.target!r}. Drop --speech or set decoder.target=formant.")
+    if formant and speech_run is None and dcfg.w_ref > 0:
         # Without a speech encoder there are no reference parameters: w_ref=0 is what runs, so it is what
         # config.yaml says.
         print("note: no --speech run given: training through the default synthesizer with the spectral loss only "
@@ -148,24 +152,29 @@ def train_decoder(data_path: str | Path, out: str | Path, cfg: Any, *, speech_ru
     prepared, split, normalizer = prepare_data(data_path, cfg, cache_dir)
     if dcfg.causal:
         extra["causal_input"] = causal_input_provenance(prepared, data_path)
-    if speech_run is not None and dcfg.model != "linear":  # no test audio in the frozen speech model (issue #14)
+    if speech_run is not None:  # no test audio in the frozen speech model (issue #14)
         from neurovox.preprocess.leakage import check_speech_run
 
         check_speech_run(speech_run, prepared, split, data=data_path, seed=cfg.split.seed)
-    layout = derive_layout(prepared.channels, dcfg.model)
+    # Flat, noisy and spiky channels, judged on the training frames only, are masked like the file's own bad
+    # channels (the layout's good mask: grid models and the recurrent models' input both drop them).
+    from neurovox.preprocess.bad_channels import find_bad_channels, with_bad_channels
+
+    bad_report = find_bad_channels(prepared.neural[split.train_frame_mask.astype(bool)], prepared.channels,
+                                   float(prepared.frame_rate_hz))
+    extra["auto_bad_channels"] = bad_report.found_details()
+    if bad_report.found:
+        print(f"bad channels found on the training frames and masked: "
+              f"{', '.join(f'{n} ({r})' for n, r in bad_report.found.items())}")
+    layout = derive_layout(with_bad_channels(prepared.channels, bad_report), dcfg.model)
     data = _datasets(prepared, split, normalizer, dcfg, cfg.seed)
     for part in ("train", "val"):  # validation trials choose the regularisation, the epoch and when to stop
         if len(data[part]) == 0:
             raise DataError(f"The {cfg.split.scheme!r} split of {str(data_path)!r} has no {part} trials "
                             f"({len(prepared.trials)} trials in the file); a decoder needs both. Record more trials "
                             "or choose a split that leaves some (see neurovox.preprocess.splits).")
-    if dcfg.model == "linear":
-        module = None
-    else:  # without a speech run, the default synthesizer's background noise comes from training frames only
-        from neurovox.preprocess.prepared import training_noise_power
-
-        noise_power, _ = training_noise_power(prepared, cfg.prepare, split.train_frame_mask)
-        module = _build_checked_module(data, dcfg, layout, prepared, speech_run, cfg.seed, noise_power)
+    module = None if dcfg.model == "linear" else _build_checked_module(data, dcfg, layout, prepared, split, speech_run,
+                                                                        cfg.seed, cfg.prepare)
     run = start_run(out, kind="decoder", config=cfg, seed=cfg.seed, data_path=data_path, overwrite=overwrite,
                     extra_meta=extra)
     write_json_atomic(run.path / "normalizer.json", normalizer.state_dict())
@@ -191,14 +200,14 @@ def _fit_linear(run_dir: Path, data: dict[str, Any], cfg: DecoderTrainConfig, pr
 
     print(f"linear baseline: stacking context for {len(data['train'])} training trials x {cfg.linear_passes} windows")
     chunks = [_collate_windows(data["train"]) for _ in range(cfg.linear_passes)]
-    neural = np.concatenate([c["neural"] for c in chunks])
-    mel = np.concatenate([c["mel_db"] for c in chunks])
-    model = LinearBaseline(cfg.causal, float(prepared.frame_rate_hz), cfg.linear_components).fit(neural, mel)
+    train = {k: np.concatenate([c[k] for c in chunks]) for k in ("neural", "mel_db", "speech_mask")}
+    val = _collate_windows(data["val"])
+    model = LinearBaseline(cfg.causal, float(prepared.frame_rate_hz)).fit(
+        train["neural"], train["mel_db"], train["speech_mask"], val=(val["neural"], val["mel_db"], val["speech_mask"]))
     save_npz(run_dir / "linear.npz", model.state_dict())
     summary: dict[str, Any] = {"model": "linear", "causal": cfg.causal, "n_params": int(model.state["coef"].size +
-                               model.state["pca_components"].size)}
+                               model.state["pca_components"].size), "chosen_on_val": model.chosen}
     if len(data["val"]):
-        val = _collate_windows(data["val"])
         pred = model.predict(val["neural"], cfg.n_target_frames)
         summary["val_pcc"] = float(batch_pcc(torch.from_numpy(pred), torch.from_numpy(val["mel_db"]),
                                               torch.from_numpy(val["speech_mask"]).bool()))
@@ -207,14 +216,20 @@ def _fit_linear(run_dir: Path, data: dict[str, Any], cfg: DecoderTrainConfig, pr
 
 
 def _build_checked_module(data: dict[str, Any], cfg: DecoderTrainConfig, layout: GridLayout | None, prepared: Any,
-                          speech_run: Any, seed: int, noise_power: np.ndarray) -> DecoderModule:
+                          split: Any, speech_run: Any, seed: int, prepare_cfg: Any) -> DecoderModule:
     """The training module, after checking that a step at cfg.batch_size fits in memory: refuse up front (with
     the batch size that would fit) rather than die of OOM after minutes. The estimate runs the uncropped window
     through the synthesizer, the most a step can hold."""
     from neurovox.utils.resume import plain_loader
 
-    speech = load_frozen_speech(speech_run, noise_power)
-    module = _build_module(data, cfg, layout, prepared, speech, seed)
+    if cfg.target == "mel":
+        module = _build_mel_module(cfg, layout, prepared, split, seed)
+    else:  # without a speech run, the default synthesizer's background noise comes from training frames only
+        from neurovox.preprocess.prepared import training_noise_power
+
+        noise_power, _ = training_noise_power(prepared, prepare_cfg, split.train_frame_mask)
+        speech = load_frozen_speech(speech_run, noise_power)
+        module = _build_module(data, cfg, layout, prepared, speech, seed)
     check_fits(module, next(iter(plain_loader(data["train"], 1))), choose_device(cfg.device, "decoder.device"), batch_size=cfg.batch_size,
                loss_fn=lambda b: module.losses(module.decoder, b, synth=True)["loss"],
                what=f"{cfg.model} decoder training ({module.decoder.n_params / 1e6:.2f} M parameters, windows of "
@@ -243,10 +258,33 @@ def _fit_deep(run: Any, data: dict[str, Any], cfg: DecoderTrainConfig, module: D
         trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from(run.checkpoint_dir / "last.ckpt"))
     if checkpoint.best_model_path and Path(checkpoint.best_model_path).exists():
         module.load_state_dict(load_checkpoint_file(Path(checkpoint.best_model_path))["state_dict"])
-    save_model(run.path / "model.pt", cfg.model, module.eval_model(), module.speech.synth)
+    if cfg.target == "mel":
+        save_model(run.path / "model.pt", cfg.model, module.eval_model(), mel_stats=(module.mel_mean_db, module.mel_sd_db))
+    else:
+        save_model(run.path / "model.pt", cfg.model, module.eval_model(), synth=module.speech.synth)
     return {"model": cfg.model, "causal": cfg.causal, "n_params": module.decoder.n_params,
             "epochs": int(trainer.current_epoch), "best_val_loss": _f(checkpoint.best_model_score),
             "val_pcc": module.mel_pcc(val_loader)}
+
+
+def mel_stats(prepared: Any, train_frame_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and SD (dB) of each mel bin over the training frames, shapes (80,) and (80,): the scale of the
+    mel target (training frames only, never validation or test)."""
+    mel = prepared.mel_db[np.asarray(train_frame_mask, bool)].astype(np.float64)
+    return mel.mean(0).astype(np.float32), np.maximum(mel.std(0), 1e-3).astype(np.float32)
+
+
+def _build_mel_module(cfg: DecoderTrainConfig, layout: GridLayout | None, prepared: Any, split: Any,
+                      seed: int) -> DecoderModule:
+    """A decoder with one output per mel bin (standardised mel dB), its output layer started at 0 (the
+    training mean spectrum), in a DecoderModule without a speech model."""
+    from neurovox import dsp
+
+    decoder = build_decoder("gru" if cfg.model == "gru" else cfg.model, n_channels=prepared.neural.shape[1],
+                            n_out=dsp.N_MELS, causal=cfg.causal, layout=layout, **model_kwargs(cfg))
+    torch.nn.init.zeros_(decoder.out.bias)
+    mean, sd = mel_stats(prepared, split.train_frame_mask)
+    return DecoderModule(decoder, None, cfg, seed, mel_stats=(torch.from_numpy(mean), torch.from_numpy(sd)))
 
 
 def _build_module(data: dict[str, Any], cfg: DecoderTrainConfig, layout: GridLayout | None, prepared: Any,
@@ -285,7 +323,7 @@ def _trainer(run: Any, cfg: DecoderTrainConfig, progress: bool, callbacks: list[
 
     remove_stale_temporaries(run.checkpoint_dir)
     stopping = phase_early_stopping(EarlyStopping)(monitor="val_loss", mode="min", patience=cfg.patience)
-    return pl.Trainer(max_epochs=cfg.max_epochs, max_time=({"minutes": cfg.max_minutes} if cfg.max_minutes else None),
+    return pl.Trainer(max_epochs=cfg.max_epochs,
                       accelerator=choose_device(cfg.device, "decoder.device"), devices=1, logger=TensorBoardLogger(str(run.path), name="logs"),
                       callbacks=[stopping, *callbacks], plugins=[AtomicCheckpointIO()], enable_progress_bar=progress,
                       gradient_clip_val=cfg.grad_clip or None, log_every_n_steps=5, enable_model_summary=False,
@@ -315,19 +353,27 @@ def _print_cost(module: DecoderModule, loader: Any, cfg: DecoderTrainConfig, dec
     ref_s = step_s(False) if n_ref else 0.0
     spec_s = step_s(True) if total > n_ref else 0.0  # a reference-only run never synthesises
     total_min = (ref_s * n_ref + spec_s * (total - n_ref)) * 1.3 / 60  # +30 % for validation
-    limit = (f", capped at {cfg.max_minutes:g} min (a wall-clock cap: where it stops depends on the machine's speed, "
-             "so the result is not reproducible; max_epochs is)" if cfg.max_minutes else "")
-    phases = (f"{n_ref} reference-only steps x ~{ref_s:.2f} s, then " if n_ref else "")
-    print(f"decoder {cfg.model}{' (causal)' if cfg.causal else ''}: {decoder.n_params / 1e6:.2f} M parameters; "
-          f"{steps} steps/epoch x up to {cfg.max_epochs} epochs: {phases}{total - n_ref} spectral+reference steps "
-          f"x ~{spec_s:.2f} s = up to ~{total_min:.0f} min on this machine{limit} (early stopping after "
-          f"{cfg.patience} epochs without improvement usually ends sooner)", flush=True)
+    if cfg.target == "mel":
+        phases = f"{total} steps x ~{spec_s:.2f} s"
+    else:
+        phases = (f"{n_ref} reference-only steps x ~{ref_s:.2f} s, then " if n_ref else "") + \
+                 f"{total - n_ref} steps through the synthesizer x ~{spec_s:.2f} s"
+    print(f"decoder {cfg.model}{' (causal)' if cfg.causal else ''}, target {cfg.target}: {decoder.n_params / 1e6:.2f} M "
+          f"parameters; {steps} steps/epoch x up to {cfg.max_epochs} epochs: {phases} = up to ~{total_min:.0f} min on "
+          f"this machine (early stopping after {cfg.patience} epochs without improvement may end sooner)", flush=True)
 
 
-def save_model(path: Path, name: str, model: NeuralDecoder, synth: torch.nn.Module) -> None:
-    """model.pt: name, constructor args, weights, and the frozen synthesizer (config + state)."""
-    synth_cfg = asdict(synth.cfg)
-    payload = {"model_name": name, "model_args": model.model_args, "state_dict": model.state_dict(),
-               "synth_config": synth_cfg, "synth_state": synth.state_dict()}
+def save_model(path: Path, name: str, model: NeuralDecoder, *, synth: torch.nn.Module | None = None,
+               mel_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+    """model.pt: name, constructor args, weights, and what turns the output into a spectrogram: the frozen
+    formant synthesizer (config + state; target "formant") or the mel scale, dB mean and SD per bin (80,)
+    each (target "mel"). Exactly one of `synth` and `mel_stats`."""
+    if (synth is None) == (mel_stats is None):
+        raise ValueError("save_model needs exactly one of synth (target formant) and mel_stats (target mel)")
+    payload: dict[str, Any] = {"model_name": name, "model_args": model.model_args, "state_dict": model.state_dict()}
+    if mel_stats is not None:
+        payload.update(target="mel", mel_mean_db=mel_stats[0].detach().cpu(), mel_sd_db=mel_stats[1].detach().cpu())
+    else:
+        payload.update(target="formant", synth_config=asdict(synth.cfg), synth_state=synth.state_dict())
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)

@@ -1,5 +1,6 @@
 """neurovox.preprocess: raw -> high gamma (offline / causal streaming), speech features aligned to
-the 125 Hz frames, trials / windows / splits, PyTorch datasets and the on-disk feature cache.
+the 125 Hz frames, trials / windows / splits, PyTorch datasets, the on-disk feature cache, and bad
+channels found automatically (flat, noisy, spiky).
 
     prepared = prepare(rec, PrepareConfig(), cache_dir)          # cached
     split = make_split(prepared, "flinker")
@@ -7,6 +8,7 @@ the 125 Hz frames, trials / windows / splits, PyTorch datasets and the on-disk f
     train = WindowDataset(prepared, split, norm, "train", generator=torch.Generator().manual_seed(0))
 """
 
+from neurovox.preprocess.bad_channels import BadChannelReport, find_bad_channels, with_bad_channels
 from neurovox.preprocess.config import HighGammaConfig, PrepareConfig
 from neurovox.preprocess.datasets import WindowDataset, make_loader, stack_windows
 from neurovox.preprocess.highgamma import CausalHighGamma, extract_high_gamma
@@ -16,6 +18,7 @@ from neurovox.preprocess.speech import SpeechFeatures, compute_speech_features, 
 from neurovox.preprocess.splits import Normalizer, Split, make_split
 
 __all__ = [
+    "BadChannelReport", "find_bad_channels", "with_bad_channels",
     "HighGammaConfig", "PrepareConfig", "WindowDataset", "make_loader", "stack_windows", "CausalHighGamma",
     "extract_high_gamma", "Prepared", "default_cache_dir", "load_prepared", "prepare", "save_prepared",
     "make_reference", "SpeechFeatures", "compute_speech_features", "whisper_log_mel", "Normalizer", "Split",
