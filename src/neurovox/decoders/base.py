@@ -52,7 +52,7 @@ def build_decoder(name: str, *, n_channels: int, n_out: int, causal: bool, layou
     n_channels : int
         Neural channels.
     n_out : int
-        Raw controls per frame (the synthesizer's N_RAW).
+        Outputs per frame: the synthesizer's N_RAW raw controls (target formant) or dsp.N_MELS (target mel).
     causal : bool
         Strictly causal model.
     layout : GridLayout, optional

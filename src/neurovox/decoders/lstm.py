@@ -30,7 +30,7 @@ class RecurrentDecoder(NeuralDecoder):
     n_channels : int
         Neural channels.
     n_out : int
-        Raw controls per frame.
+        Outputs per frame: the synthesizer's raw controls (target formant) or standardised mel bins (target mel).
     causal : bool
         Unidirectional (causal) or bidirectional recurrence.
     cell : {"lstm", "gru"}
@@ -84,6 +84,6 @@ class RecurrentDecoder(NeuralDecoder):
 
     @torch.no_grad()
     def step(self, neural_frame: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
-        """One frame: (batch, n_channels) -> raw controls (batch, n_out) and the carried hidden state."""
+        """One frame: (batch, n_channels) -> outputs (batch, n_out) and the carried hidden state."""
         y, state = self.rnn(self._embed(neural_frame[:, None]), state)
         return self.out(y[:, 0]), state

@@ -37,7 +37,7 @@ class ResNet3D(NeuralDecoder):
     layout : GridLayout
         Electrode grid.
     n_out : int
-        Raw controls per frame.
+        Outputs per frame: the synthesizer's raw controls (target formant) or standardised mel bins (target mel).
     causal : bool
         Strictly causal (left-only temporal padding).
     widths : tuple of int
@@ -110,7 +110,7 @@ class ResNet3D(NeuralDecoder):
 
     @torch.no_grad()
     def step(self, neural_frame: torch.Tensor, state: list[Any]) -> tuple[torch.Tensor, list[Any]]:
-        """One frame: (batch, n_channels) -> raw controls (batch, n_out) and the new state."""
+        """One frame: (batch, n_channels) -> outputs (batch, n_out) and the new state."""
         x = self.mapper(neural_frame[:, None])
         x, b0 = self.stem.step(x, state[0])
         x = F.gelu(self.stem_norm(x))

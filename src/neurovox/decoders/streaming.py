@@ -8,7 +8,8 @@ the same products in a different order).
 
     stream = StreamingDecoder(model)
     for frame in neural:                 # (n_channels,) normalised high gamma, one per 8 ms
-        raw = stream.push(frame)         # (n_out,) raw synthesizer controls for this frame
+        out = stream.push(frame)         # (n_out,) this frame's output: raw synthesizer controls (target
+                                         # formant) or standardised mel bins (target mel)
 """
 
 from __future__ import annotations

@@ -161,7 +161,7 @@ class Swin3D(NeuralDecoder):
     layout : GridLayout
         Electrode grid.
     n_out : int
-        Raw controls per frame.
+        Outputs per frame: the synthesizer's raw controls (target formant) or standardised mel bins (target mel).
     causal : bool
         Causal attention masks and left-only temporal convolution.
     dim : int
