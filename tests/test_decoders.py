@@ -233,13 +233,13 @@ def test_linear_baseline_recovers_a_lagged_linear_map():
 def test_train_decoder_cli_config_layers_quick_flags_and_overrides():
     from neurovox.cli import build_parser
     from neurovox.commands.train_decoder import build_config
-    from neurovox.decoders.config import PAPER_SIZES, QUICK_EPOCHS
+    from neurovox.decoders.config import PAPER_SIZES, QUICK_STEPS
 
     args = build_parser().parse_args(["train", "decoder", "--data", "x.h5", "--model", "swin", "--causal", "--quick",
                                       "--out", "r", "--seed", "3", "--set", "decoder.lr=0.01"])
     cfg = build_config(args)
     assert (cfg.decoder.model, cfg.decoder.causal, cfg.seed, cfg.decoder.lr) == ("swin", True, 3, 0.01)
-    assert cfg.decoder.max_epochs == QUICK_EPOCHS and cfg.decoder.target == "mel"  # a step budget, default sizes
+    assert cfg.decoder.max_steps == QUICK_STEPS and cfg.decoder.target == "mel"  # a step budget, default sizes
     args = build_parser().parse_args(["train", "decoder", "--data", "x.h5", "--out", "r", "--target", "formant",
                                       "--set", "decoder.preset=paper"])
     cfg = build_config(args)

@@ -34,6 +34,8 @@ class DecoderTrainConfig:
                                          # so a run takes the same steps on any machine. The mel target's
                                          # validation PCC plateaus after ~15-20 of 30 epochs on the default
                                          # participant (BENCHMARKS.md, "Decoder training budgets")
+    max_steps: int = 0                   # optimiser steps, a cap on top of max_epochs (0 = none); --quick uses it so
+                                         # that small and large recordings get the same short budget
     patience: int = 10                   # epochs without validation improvement before stopping
     lr: float = 1e-3                     # AdamW learning rate (cosine decay to 10 % over max_epochs)
     warmup_steps: int = 20               # steps of linear learning-rate warm-up
@@ -74,6 +76,7 @@ class DecoderTrainConfig:
         check_range("decoder.n_target_frames", self.n_target_frames, 1, None)
         check_range("decoder.n_lead_frames", self.n_lead_frames, 0, None)
         check_range("decoder.batch_size", self.batch_size, 1, None)
+        check_range("decoder.max_steps", self.max_steps, 0, None)
         check_range("decoder.ema_decay", self.ema_decay, 0.0, 1.0, inclusive=True)
         check_range("decoder.ref_only_steps", self.ref_only_steps, 0, None)
         check_range("decoder.warmup_steps", self.warmup_steps, 0, None)
@@ -112,13 +115,14 @@ class DecoderRunConfig:
     decoder: DecoderTrainConfig = field(default_factory=DecoderTrainConfig)
 
 
-QUICK_EPOCHS = 12  # epochs of `--quick` (measured cost: BENCHMARKS.md, "Decoder training budgets")
+QUICK_STEPS = 240  # optimiser steps of `--quick` at batch 8 (~1.5 min for the ResNet on 2 idle cores)
 
 
 def quick_settings(model: str) -> dict[str, Any]:
-    """Overrides of `--quick`: the default sizes on a fixed budget of QUICK_EPOCHS epochs."""
-    return {"decoder": {"max_epochs": QUICK_EPOCHS, "patience": QUICK_EPOCHS, "ema_decay": 0.95,
-                        "train_crop_frames": 64, "spec_ffts": [512], "linear_passes": 2}}
+    """Overrides of `--quick`: the default sizes on a fixed budget of QUICK_STEPS steps at batch 8, whatever
+    the recording's size (the epochs are a high bound; early stopping is off: the budget decides)."""
+    return {"decoder": {"max_steps": QUICK_STEPS, "max_epochs": 1000, "patience": 1000, "batch_size": 8,
+                        "ema_decay": 0.95, "train_crop_frames": 64, "spec_ffts": [512], "linear_passes": 2}}
 
 
 def model_kwargs(cfg: DecoderTrainConfig) -> dict[str, Any]:

@@ -323,7 +323,7 @@ def _trainer(run: Any, cfg: DecoderTrainConfig, progress: bool, callbacks: list[
 
     remove_stale_temporaries(run.checkpoint_dir)
     stopping = phase_early_stopping(EarlyStopping)(monitor="val_loss", mode="min", patience=cfg.patience)
-    return pl.Trainer(max_epochs=cfg.max_epochs,
+    return pl.Trainer(max_epochs=cfg.max_epochs, max_steps=cfg.max_steps or -1,
                       accelerator=choose_device(cfg.device, "decoder.device"), devices=1, logger=TensorBoardLogger(str(run.path), name="logs"),
                       callbacks=[stopping, *callbacks], plugins=[AtomicCheckpointIO()], enable_progress_bar=progress,
                       gradient_clip_val=cfg.grad_clip or None, log_every_n_steps=5, enable_model_summary=False,
@@ -348,7 +348,7 @@ def _print_cost(module: DecoderModule, loader: Any, cfg: DecoderTrainConfig, dec
         return dt
 
     steps = len(loader)
-    total = steps * cfg.max_epochs
+    total = steps * cfg.max_epochs if not cfg.max_steps else min(cfg.max_steps, steps * cfg.max_epochs)
     n_ref = min(total, cfg.ref_only_steps) if module.in_ref_phase() else 0
     ref_s = step_s(False) if n_ref else 0.0
     spec_s = step_s(True) if total > n_ref else 0.0  # a reference-only run never synthesises
@@ -358,8 +358,9 @@ def _print_cost(module: DecoderModule, loader: Any, cfg: DecoderTrainConfig, dec
     else:
         phases = (f"{n_ref} reference-only steps x ~{ref_s:.2f} s, then " if n_ref else "") + \
                  f"{total - n_ref} steps through the synthesizer x ~{spec_s:.2f} s"
+    budget = f"{steps} steps/epoch x up to {cfg.max_epochs} epochs" + (f", at most {cfg.max_steps} steps" if cfg.max_steps else "")
     print(f"decoder {cfg.model}{' (causal)' if cfg.causal else ''}, target {cfg.target}: {decoder.n_params / 1e6:.2f} M "
-          f"parameters; {steps} steps/epoch x up to {cfg.max_epochs} epochs: {phases} = up to ~{total_min:.0f} min on "
+          f"parameters; {budget}: {phases} = up to ~{total_min:.0f} min on "
           f"this machine (early stopping after {cfg.patience} epochs without improvement may end sooner)", flush=True)
 
 
