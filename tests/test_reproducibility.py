@@ -93,6 +93,18 @@ def test_two_runs_give_identical_weights_and_metrics(tiny_cli, runs):
         _assert_provenance(run_dir, tiny_cli[0], "decoder")
 
 
+def test_two_mel_target_runs_give_identical_weights(tiny_cli):
+    """The default mel head (no speech run; augmentation drawn from (seed, step)): two command-line runs give
+    the same weights bit for bit."""
+    data, root, env = tiny_cli
+    runs = (root / "mel_1", root / "mel_2")
+    for out in runs:
+        run_cli(train_argv(tiny_cli, "decoder", out, DECODER_ARGS + ["--set", "decoder.target=mel"]), env)
+    wa, wb = (load_pt(d / "model.pt") for d in runs)
+    assert wa["target"] == "mel" and torch.equal(wa["mel_mean_db"], wb["mel_mean_db"])
+    assert all(torch.equal(wa["state_dict"][k], wb["state_dict"][k]) for k in wa["state_dict"])
+
+
 @pytest.mark.parametrize("model", ["resnet", "swin", "lstm", "gru"])
 def test_decoder_training_steps_are_deterministic_on_cpu(model):
     """Two threads (conftest), dropout on, spectral loss through the synthesizer: same seed, same bits."""
