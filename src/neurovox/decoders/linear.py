@@ -59,19 +59,6 @@ def stack_context(windows: np.ndarray, lags_frames: np.ndarray) -> np.ndarray:
     return out.reshape(n, t, -1)
 
 
-def pcc_tilt(ref_db: np.ndarray, dec_db: np.ndarray, tilt_db: np.ndarray, speech_mask: np.ndarray) -> np.ndarray:
-    """Per-window Pearson r over the speech frames after subtracting `tilt_db` (80,) from both spectrograms
-    (n, n_frames, 80): the evaluation's tilt-removed PCC (neurovox.evaluate.metrics), for model selection.
-    NaN for windows with fewer than 2 speech frames."""
-    out = np.full(len(ref_db), np.nan)
-    for i, (r, d, m) in enumerate(zip(ref_db, dec_db, np.asarray(speech_mask, bool))):
-        if m.sum() >= 2:
-            a, b = (r[m] - tilt_db).ravel(), (d[m] - tilt_db).ravel()
-            a, b = a - a.mean(), b - b.mean()
-            out[i] = float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
-    return out
-
-
 class LinearBaseline:
     """Stacked context -> PCA -> linear regression to mel dB, with Griffin-Lim vocoding.
 
@@ -111,7 +98,8 @@ class LinearBaseline:
             Without it: `n_components` components and ordinary least squares (the SWPD recipe).
 
         Every PCA size k in `N_COMPONENTS_GRID` (up to all features) and ridge penalty in `RIDGE_GRID` is
-        scored by the mean tilt-removed PCC of the validation windows, the evaluation's metric; the best pair
+        scored by the mean tilt-removed PCC of the validation windows (`batch_pcc` after subtracting the
+        training speech spectrum), the evaluation's metric; the best pair
         is kept (`self.chosen`). In the PCA basis the ridge solution is one division per component.
         """
         n, _, c = check_shape("neural_windows", np.asarray(neural_windows), (None, None, None)).shape
@@ -138,13 +126,19 @@ class LinearBaseline:
         if val is None:
             k, penalty = min(self.n_components, k_max), 0.0
         else:
+            import torch
+
+            from neurovox.decoders.lightning_module import batch_pcc  # the deep decoders' validation PCC
+
             tilt_db = np.asarray(mel_db)[np.asarray(speech_mask, bool)].mean(0)
             z_val = (self._features(val[0], n_target) - x_mean) @ eigvec[:, :k_max]
+            ref_tilt = torch.from_numpy(np.asarray(val[1], np.float64) - tilt_db)
+            val_mask = torch.from_numpy(np.asarray(val[2], bool))
             scores = {}
             for k in sorted({min(g, k_max) for g in N_COMPONENTS_GRID} | {k_max}):
                 for penalty in RIDGE_GRID:
                     pred = (z_val[:, :k] @ solve(k, penalty).T + y_mean).reshape(val[1].shape)
-                    scores[(k, penalty)] = float(np.nanmean(pcc_tilt(val[1], pred, tilt_db, val[2])))
+                    scores[(k, penalty)] = float(batch_pcc(torch.from_numpy(pred - tilt_db), ref_tilt, val_mask))
             k, penalty = max(scores, key=scores.get)
             self.chosen = {"n_components": int(k), "ridge": float(penalty), "val_pcc_tilt": scores[(k, penalty)]}
         self.state = {"pca_mean": x_mean.astype(np.float32), "pca_components": eigvec[:, :k].T.astype(np.float32),
