@@ -144,7 +144,7 @@ def test_info_flinker(tmp_path, capsys):
     path = write_flinker_hdf5(rec, tmp_path / "p.h5")
     assert main(["info", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "participant   P07 (sex F, hemisphere left)" in out
+    assert "participant   P07 (sex F, hemisphere left, language unknown)" in out
     assert "neural        high_gamma, 64 channels @ 125 Hz, 20.00 s (2500 samples, float32" in out
     assert "channels      ecog 64; 2 bad: G04, G10" in out
     assert "layout        grid: 64 ecog contacts on a 8 x 8 grid" in out

@@ -114,7 +114,7 @@ def summarize(rec: Recording) -> dict[str, Any]:
     m = rec.meta
     return {
         "path": m.source_path, "participant": m.participant_id, "sex": m.sex, "hemisphere": m.hemisphere,
-        "format": m.source_format, "grid_density": m.grid_density,
+        "format": m.source_format, "grid_density": m.grid_density, "language": m.language,
         "neural": {"kind": rec.neural_kind, "unit": rec.neural_unit, "sfreq_hz": rec.neural_sfreq_hz,
                    "n_samples": rec.n_samples, "n_channels": rec.n_channels, "duration_s": rec.neural_duration_s,
                    "dtype": str(rec.neural.dtype)},
@@ -141,7 +141,7 @@ def format_summary(s: dict[str, Any]) -> str:
     bad_txt = f"{len(bads)} bad" + (f": {', '.join(bads[:12])}{' ...' if len(bads) > 12 else ''}" if bads else "")
     lines = [
         f"path          {s['path']}",
-        f"participant   {s['participant']} (sex {s['sex']}, hemisphere {s['hemisphere']})",
+        f"participant   {s['participant']} (sex {s['sex']}, hemisphere {s['hemisphere']}, language {s['language']})",
         f"format        {s['format']} (grid density: {s['grid_density']})",
         f"neural        {n['kind']}, {n['n_channels']} channels @ {n['sfreq_hz']:g} Hz, {n['duration_s']:.2f} s "
         f"({n['n_samples']} samples, {n['dtype']}, unit {n['unit']})",

@@ -44,6 +44,10 @@ METRIC_INFO = {
     "estoi": ("ESTOI", "pystoi extended, per trial window", True),
     "stoi_plus": ("STOI+", "STOI without clipping (Graetzer & Hopkins 2021)", True),
     "mcd_db": ("MCD (dB)", "mel cepstral distortion over the speech segment, c1-c24", False),
+    "asr_word": ("ASR word accuracy", "fraction of trials whose word a closed-vocabulary speech recogniser "
+                                      "(PocketSphinx en-US, one word of the recording's word list) recognises "
+                                      "first; chance 1 / vocabulary size", True),
+    "asr_top3": ("ASR top-3 accuracy", "fraction of trials whose word is among the recogniser's 3 best words", True),
 }  # name -> (label, description, higher is better)
 
 
@@ -81,6 +85,9 @@ class TestSet:
         (`neurovox.evaluate.baselines.baseline_windows`).
     seen : ndarray of object, shape (n_trials,), optional
         True / False: the trial's word occurs / does not occur among the training words; None: no word.
+    vocabulary : tuple of str
+        The recording's word list when the word recogniser applies to it (ASR metrics are then scored);
+        empty otherwise, and `asr_note` says why (`neurovox.evaluate.asr.asr_applicability`).
     """
 
     neural_windows: np.ndarray
@@ -97,6 +104,8 @@ class TestSet:
     train_mel_mean_db: np.ndarray | None = None
     baselines: dict[str, np.ndarray] = field(default_factory=dict)
     seen: np.ndarray | None = None
+    vocabulary: tuple[str, ...] = ()
+    asr_note: str = "not applicable: no word list given"
 
     def __post_init__(self) -> None:
         n = len(self.neural_windows)
@@ -137,9 +146,10 @@ def score_trials(test: TestSet, decoded: dict[str, np.ndarray], sfreq_hz: int = 
     Returns
     -------
     dict
-        ``per_trial``: {metric: ndarray (n_trials,)} for `TRIAL_METRICS`; ``pcc_per_bin``:
-        ndarray (n_mels,); ``bin_stats``: per-trial sufficient statistics for bootstrapping the
-        per-bin PCC.
+        ``per_trial``: {metric: ndarray (n_trials,)} for `TRIAL_METRICS` (and the ASR accuracies when
+        `test.vocabulary` is set); ``pcc_per_bin``: ndarray (n_mels,); ``bin_stats``: per-trial
+        sufficient statistics for bootstrapping the per-bin PCC; ``recognized``: the recogniser's
+        best words per trial (None without a vocabulary).
     """
     mel = np.asarray(decoded["mel_db"], dtype=np.float64)
     audio = np.asarray(decoded["audio"], dtype=np.float64)
@@ -158,11 +168,19 @@ def score_trials(test: TestSet, decoded: dict[str, np.ndarray], sfreq_hz: int = 
         "stoi_plus": M.stoi_plus(test.audio, audio, sfreq_hz),
         "mcd_db": M.mcd_per_trial(ref_mel, mel, test.speech_mask),
     }
+    recognized = None
+    if test.vocabulary:  # closed-vocabulary word recognition of the decoded audio
+        from neurovox.evaluate import asr
+
+        recognized = asr.recognizer_for(tuple(test.vocabulary)).recognize(audio, sfreq_hz)
+        per_trial["asr_word"] = asr.word_accuracy(recognized, test.labels, 1)
+        per_trial["asr_top3"] = asr.word_accuracy(recognized, test.labels, asr.TOP_K)
     n_mels = ref_mel.shape[-1]
     bins = M.pcc_per_bin(ref_mel.reshape(-1, n_mels), mel.reshape(-1, n_mels))
     stats = np.stack([ref_mel.sum(1), mel.sum(1), (ref_mel ** 2).sum(1), (mel ** 2).sum(1),
                       (ref_mel * mel).sum(1)], axis=1)  # (n_trials, 5, n_mels)
-    return {"per_trial": per_trial, "pcc_per_bin": bins, "bin_stats": stats, "n_frames_per_trial": ref_mel.shape[1]}
+    return {"per_trial": per_trial, "pcc_per_bin": bins, "bin_stats": stats, "n_frames_per_trial": ref_mel.shape[1],
+            "recognized": recognized}
 
 
 def _pcc_bins_from_stats(stats: np.ndarray, n_frames: int) -> np.ndarray:

@@ -37,6 +37,7 @@ from neurovox.evaluate.chance import (
     no_neural_baselines,
     score_trials,
     summarize,
+    summarize_trials,
     windows_from_series,
 )
 from neurovox.decode import DECODER_KINDS, load_decoder
@@ -121,6 +122,7 @@ def evaluate_test_set(decoder: TrialDecoder, test: TestSet, out_dir: str | Path,
         "ceiling": ceil["summary"] if ceil else None,
         "ceiling_note": ceiling_note or "no speech model given: ceiling not computed",
         "pcc_per_bin": scores["pcc_per_bin"],
+        "asr": _asr_section(test, scores, ceil, rng, n_boot),
         "per_trial": {
             "decoded": scores["per_trial"],
             **chance_per_trial,
@@ -136,6 +138,10 @@ def evaluate_test_set(decoder: TrialDecoder, test: TestSet, out_dir: str | Path,
         if ceil:
             extra["resynthesis"] = ceil["decoded"]["audio"]
         result["trials"] = _write_wavs(tmp / "audio", test, decoded, extra)
+        for row, words in zip(result["trials"], scores["recognized"] or []):
+            row["asr_decoded"] = words
+        for row, words in zip(result["trials"], (result["asr"] or {}).pop("_reference_words", [])):
+            row["asr_reference"] = words
         result = _json_clean(result)
         write_json_atomic(tmp / "metrics.json", result)
         if write_report:
@@ -144,6 +150,31 @@ def evaluate_test_set(decoder: TrialDecoder, test: TestSet, out_dir: str | Path,
             _write_report(tmp, result, test, decoded, logs_dir=logs_dir,
                           ceiling_decoded=ceil["decoded"] if ceil else None, max_trial_figures=max_trial_figures)
     return result
+
+
+def _asr_section(test: TestSet, scores: dict[str, Any], ceil: dict[str, Any] | None, rng: np.random.Generator,
+                 n_boot: int) -> dict[str, Any]:
+    """What the word recogniser says: whether it applies (else why not), the vocabulary and its chance
+    (1 / V), and its accuracy on the reference audio (the recogniser's own ceiling) and on the speech model's
+    resynthesis when there is one. The decoded, chance and no-neural accuracies are ordinary metrics."""
+    if not test.vocabulary:
+        return {"applies": False, "note": test.asr_note}
+    from neurovox.evaluate.asr import TOP_K, recognizer_for, word_accuracy
+
+    recognizer = recognizer_for(tuple(test.vocabulary))
+    ref_words = recognizer.recognize(np.asarray(test.audio, dtype=np.float64))
+    reference = {"asr_word": word_accuracy(ref_words, test.labels, 1),
+                 "asr_top3": word_accuracy(ref_words, test.labels, TOP_K)}
+    out: dict[str, Any] = {
+        "applies": True, "recognizer": "PocketSphinx en-US (shipped acoustic model + CMU dictionary), JSGF "
+                                       "grammar of one word of the vocabulary", "vocabulary": list(test.vocabulary),
+        "vocabulary_size": len(test.vocabulary), "chance_uniform": 1.0 / len(test.vocabulary), "top_k": TOP_K,
+        "chance_uniform_top_k": min(1.0, TOP_K / len(test.vocabulary)),
+        "reference": summarize_trials(reference, rng, n_boot), "reference_per_trial": reference,
+        "_reference_words": ref_words}
+    if ceil is not None and "asr_word" in ceil["summary"]:
+        out["resynthesis"] = {m: ceil["summary"][m] for m in ("asr_word", "asr_top3")}
+    return out
 
 
 def _check_decoded(decoded: Any, test: TestSet) -> None:
@@ -262,6 +293,7 @@ def build_test_set(decoder: TrialDecoder, run_config: dict[str, Any], data_path:
     # SWPD test windows tile the test span and belong to no trial (trial -1): no word label
     labels = [str(prepared.trials["label"].iloc[t]) if t >= 0 else "" for t in trials]
     target_starts = np.array([int(it["start_frame"]) for it in items])
+    vocabulary, asr_note = asr_vocabulary(rec.meta.language, prepared.trials["label"], labels)
     return TestSet(neural_windows=windows, mel_db=stack("mel_db").astype(np.float32), audio=stack("audio"),
                    speech_mask=stack("speech_mask").astype(bool), n_lead_frames=decoder.n_lead_frames,
                    start_frames=starts, neural_series=series, trials=trials, labels=labels,
@@ -269,7 +301,18 @@ def build_test_set(decoder: TrialDecoder, run_config: dict[str, Any], data_path:
                    formants_hz=stack("formants_hz") if "formants_hz" in items[0] else None,
                    train_mel_mean_db=train_speech_mean_db(prepared, split),
                    baselines=baseline_windows(prepared, split, target_starts),
-                   seen=seen_words(prepared, split, trials))
+                   seen=seen_words(prepared, split, trials), vocabulary=vocabulary, asr_note=asr_note)
+
+
+def asr_vocabulary(language: str, recording_labels: Any, test_labels: list[str]) -> tuple[tuple[str, ...], str]:
+    """(the recording's word list, "") when the word recogniser applies to these test trials, else ((), why not)."""
+    from neurovox.evaluate.asr import asr_applicability, normalize_word
+
+    if any(not normalize_word(lab) for lab in test_labels):
+        return (), "not applicable: these test windows belong to no word (continuous SWPD tiles)"
+    vocabulary = tuple(sorted({normalize_word(w) for w in recording_labels if normalize_word(w)}))
+    reason = asr_applicability(language, vocabulary)
+    return ((), reason) if reason else (vocabulary, "")
 
 
 def find_speech_run(run_config: dict[str, Any], run_meta: dict[str, Any]) -> str | None:

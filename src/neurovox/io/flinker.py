@@ -204,8 +204,8 @@ def write_flinker_hdf5(rec: Recording, path: str | os.PathLike) -> Path:
             m = rec.meta
             f.attrs.update({
                 "neurovox_format": "flinker_hdf5", "participant_id": m.participant_id, "sex": m.sex,
-                "hemisphere": m.hemisphere, "grid_density": m.grid_density, "neural_kind": rec.neural_kind,
-                "neural_unit": rec.neural_unit, "neural_sfreq_hz": sfreq, "audio_sfreq_hz": rec.audio_sfreq_hz,
+                "hemisphere": m.hemisphere, "grid_density": m.grid_density, "language": m.language,
+                "neural_kind": rec.neural_kind, "neural_unit": rec.neural_unit, "neural_sfreq_hz": sfreq, "audio_sfreq_hz": rec.audio_sfreq_hz,
                 "derived": json.dumps(list(m.derived)), "notes": json.dumps(list(m.notes)),
             })
     return path
@@ -450,6 +450,7 @@ def _from_arrays(arrays: dict[str, np.ndarray], attrs: dict[str, Any], path: Pat
         sex=_pick(attrs.get("sex"), ("F", "M", "unknown")),
         hemisphere=_pick(attrs.get("hemisphere"), ("left", "right", "both", "unknown")),
         grid_density=_pick(attrs.get("grid_density"), ("low", "hybrid", "seeg", "other"), default=grid_density),
+        language=str(attrs.get("language", "unknown")),
         source_format="flinker_mat" if is_matlab or path.suffix.lower() == ".mat" else "flinker_hdf5",
         source_path=where,
         derived=list(dict.fromkeys(_attr_list("derived") + derived)),

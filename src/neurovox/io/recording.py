@@ -33,6 +33,7 @@ class RecordingMeta:
     sex: Literal["F", "M", "unknown"] = "unknown"   # sets the default pitch range of the speech model
     hemisphere: Literal["left", "right", "both", "unknown"] = "unknown"
     grid_density: Literal["low", "hybrid", "seeg", "other", "unknown"] = "unknown"
+    language: str = "unknown"                       # spoken language, ISO 639-1 ("en", "nl"): which recogniser applies
     source_format: str = "memory"                   # "flinker_hdf5", "swpd_nwb", "bids", "simulated", ...
     source_path: str = ""
     derived: list[str] = field(default_factory=list)  # what a reader computed because the file lacked it

@@ -121,7 +121,7 @@ def write_swpd(rec: Recording, bids_root: str | os.PathLike, subject: str = "01"
             "SEEGChannelCount": int((ch["type"] == "seeg").sum()),
             "RecordingDuration": rec.neural_duration_s,
             "neurovox": {"participant_id": m.participant_id, "sex": m.sex, "hemisphere": m.hemisphere,
-                         "grid_density": m.grid_density, "neural_kind": rec.neural_kind,
+                         "grid_density": m.grid_density, "language": m.language, "neural_kind": rec.neural_kind,
                          "neural_unit": rec.neural_unit, "derived": list(m.derived), "notes": list(m.notes)}},
             indent=2) + "\n")
         _write_nwb(rec, Path(f"{prefix}_ieeg.nwb"), sub, on, off)
@@ -349,7 +349,8 @@ def _read(nwb_path: Path, nonfinite: str, lazy: bool | None = None) -> Recording
         participant_id=str(sidecar.get("participant_id", sub)), sex=sex if sex in ("F", "M") else "unknown",
         hemisphere=sidecar.get("hemisphere", "unknown"),
         grid_density=sidecar.get("grid_density", "seeg" if (channels["type"] == "seeg").all() else "unknown"),
-        source_format="swpd_nwb", source_path=where,
+        # SingleWordProductionDutch is Dutch; files neurovox wrote say their own language in the sidecar
+        language=str(sidecar.get("language", "nl")), source_format="swpd_nwb", source_path=where,
         derived=list(dict.fromkeys(list(sidecar.get("derived", [])) + derived)),
         notes=list(dict.fromkeys(list(sidecar.get("notes", [])) + notes)))
     return Recording(neural=neural, neural_sfreq_hz=sfreq, neural_kind=kind, audio=audio, audio_sfreq_hz=audio_sfreq,

@@ -202,3 +202,37 @@ def comparison_bars(path: Path, entries: list[dict[str, Any]], metric: str, labe
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def confusion_matrix(path: Path, counts: np.ndarray, words: list[str], title: str) -> Path:
+    """Spoken word (rows) against the recogniser's word (columns, last = nothing recognised) as row fractions;
+    counts (n_words, n_words + 1). Only the words that occur as test trials get rows."""
+    plt = pyplot()
+    spoken = np.flatnonzero(counts.sum(1) > 0)
+    heard = np.flatnonzero(counts[spoken].sum(0) > 0)
+    sub = counts[np.ix_(spoken, heard)].astype(float)
+    frac = sub / np.maximum(counts[spoken].sum(1, keepdims=True), 1)
+    col_names = [words[j] if j < len(words) else "(nothing)" for j in heard]
+    size = 0.22
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.8 + size * len(heard)), max(3.0, 1.4 + size * len(spoken))))
+    im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+    for r, c in zip(*np.nonzero(sub)):
+        ax.text(c, r, int(sub[r, c]), ha="center", va="center", fontsize=6,
+                color="white" if frac[r, c] > 0.5 else "#212529")
+    # the diagonal: cells where the recognised word is the spoken one
+    for r, i in enumerate(spoken):
+        if i in heard:
+            c = int(np.flatnonzero(heard == i)[0])
+            ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, ec="#2f9e44", lw=0.8))
+    ax.set_xticks(range(len(heard)))
+    ax.set_xticklabels(col_names, rotation=90, fontsize=6)
+    ax.set_yticks(range(len(spoken)))
+    ax.set_yticklabels([words[i] for i in spoken], fontsize=6)
+    ax.set_xlabel("recognised word")
+    ax.set_ylabel("spoken word")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02, label="fraction of the word's trials")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -179,6 +179,52 @@ METRICS_NOTE = (
     "trial window; windows with under 384 ms of speech are excluded (n).")
 
 
+def asr_section(result: dict[str, Any], fig_dir: Path) -> str:
+    """The word recogniser's verdicts: decoded against chance (1 / V and trial-shuffled), the no-neural baseline
+    and the ceilings (reference audio; the speech model's resynthesis), and a confusion matrix; or why the
+    metric does not apply to this recording."""
+    a = result.get("asr") or {}
+    if not a.get("applies"):
+        return f"<p class=\"warn\">ASR word accuracy: {html.escape(str(a.get('note', 'not computed')))}.</p>"
+    metrics = result.get("metrics") or {}
+    rows = [("decoded", metrics), ("chance: 1 / vocabulary size", None),
+            ("chance: trial-shuffled neural input", ((result.get("chance") or {}).get("shuffled"))),
+            ("no-neural: onset-aligned mean", (result.get("baselines") or {}).get("onset_mean")),
+            ("ceiling: reference audio", a.get("reference")), ("ceiling: speech-model resynthesis", a.get("resynthesis"))]
+    body = []
+    for name, stats in rows:
+        if name.startswith("chance: 1 /"):
+            body.append(f"<tr><td class=\"name\">{name}</td><td class=\"v\">{_fmt(a.get('chance_uniform'))}</td>"
+                        f"<td class=\"v\">{_fmt(a.get('chance_uniform_top_k'))}</td></tr>")
+        elif stats and "asr_word" in stats:
+            body.append(f"<tr><td class=\"name\">{name}</td>" + _cell(stats, "asr_word", "asr", "dec" if name == "decoded" else "")
+                        + _cell(stats, "asr_top3", "asr_top3") + "</tr>")
+    html_parts = [f"<p class=\"sub\">{html.escape(str(a.get('recognizer', '')))}; vocabulary of "
+                  f"{a.get('vocabulary_size')} words (the recording's word list)</p>",
+                  "<table class=\"metrics\"><thead><tr><th>audio</th><th>word accuracy (top 1)</th>"
+                  f"<th>top-{a.get('top_k', 3)} accuracy</th></tr></thead><tbody>{''.join(body)}</tbody></table>"]
+    trials = result.get("trials") or []
+    if any("asr_decoded" in t for t in trials):
+        from neurovox.evaluate.asr import confusion_counts
+
+        vocab = list(a.get("vocabulary") or [])
+        labels = [t.get("label", "") for t in trials]
+        figs = []
+        for key, title in (("asr_decoded", "decoded audio"), ("asr_reference", "reference audio")):
+            if all(key in t for t in trials):
+                counts, words = confusion_counts([t[key] for t in trials], labels, vocab)
+                fig = figures.confusion_matrix(fig_dir / f"confusion_{key[4:]}.png", counts, words,
+                                               f"recognised words: {title}")
+                figs.append(f"<figure><img src=\"figures/{fig.name}\" alt=\"confusion matrix, {title}\"></figure>")
+        html_parts.append("<div class=\"figs\">" + "".join(figs) + "</div>")
+    html_parts.append("<p class=\"note\">Each test trial's audio is recognised by a closed-vocabulary recogniser "
+                      "that must choose one word of the recording's word list; chance is 1 / vocabulary size, and the "
+                      "same recogniser on the trial-shuffled decoder's audio and on the no-neural baseline's audio gives "
+                      "the controls. The reference audio's accuracy is the recogniser's own ceiling: a decoder cannot "
+                      "be understood better than the real speech.</p>")
+    return "\n".join(html_parts)
+
+
 def write_report(out_dir: str | Path, result: dict[str, Any], test: Any, decoded: dict[str, np.ndarray], *,
                  logs_dir: str | Path | None = None, ceiling_decoded: dict[str, np.ndarray] | None = None,
                  max_trial_figures: int = MAX_TRIAL_FIGURES) -> Path:
@@ -222,6 +268,8 @@ def write_report(out_dir: str | Path, result: dict[str, Any], test: Any, decoded
     body.append("<h2>Metrics</h2>")
     body.append(metric_table(result))
     body.append(f"<p class=\"note\">{METRICS_NOTE} <b>Ceiling</b>: {html.escape(str(result.get('ceiling_note', '')))}.</p>")
+    body.append("<h2>Intelligibility: word recognition</h2>")
+    body.append(asr_section(result, fig_dir))
     if result.get("synthesis") == "formant":
         from neurovox.synth.formant import LOOKAHEAD_MS, SPEC_LOOKAHEAD_MS
 
@@ -244,7 +292,7 @@ def write_report(out_dir: str | Path, result: dict[str, Any], test: Any, decoded
         body.append(f"<p class=\"note\">Spectrograms of the first {n_show} of {test.n_trials} trials; every trial's "
                     "audio is in audio/ and its metrics in metrics.json.</p>")
     vmax = float(np.percentile(test.mel_db, 99.5))
-    metric_names = [m for m in ("pcc", "pcc_tilt", "stoi", "estoi", "stoi_plus", "mcd_db") if m in per_trial]
+    metric_names = [m for m in ("pcc", "pcc_tilt", "stoi", "estoi", "stoi_plus", "mcd_db", "asr_word") if m in per_trial]
     body.append(_trial_table(trials_meta, per_trial, metric_names, result.get("metric_info", {}), n_show))
     params = decoded.get("params")
     for i in range(n_show):
@@ -286,12 +334,15 @@ def write_report(out_dir: str | Path, result: dict[str, Any], test: Any, decoded
 def _trial_table(trials_meta: list[dict[str, Any]], per_trial: dict[str, Any], metric_names: list[str],
                  info: dict[str, Any], n_show: int) -> str:
     head = "<tr><th>#</th><th>word</th>" + "".join(
-        f"<th>{html.escape(info.get(m, {}).get('label', m))}</th>" for m in metric_names) + "<th>audio</th></tr>"
+        f"<th>{html.escape(info.get(m, {}).get('label', m))}</th>" for m in metric_names) + (
+        "<th>recognised (best first)</th>" if any("asr_decoded" in r for r in trials_meta) else "") + "<th>audio</th></tr>"
     rows = []
     for i, row in enumerate(trials_meta):
         links = " ".join(f"<a href=\"{html.escape(row[k])}\">{k[4:]}</a>" for k in
                          ("wav_reference", "wav_decoded", "wav_resynthesis", "wav_onset_mean") if row.get(k))
         cells = "".join(f"<td class=\"v\">{_fmt(per_trial[m][i])}</td>" for m in metric_names)
+        if any("asr_decoded" in r for r in trials_meta):
+            cells += f"<td>{html.escape(', '.join(row.get('asr_decoded') or []) or '(nothing)')}</td>"
         anchor = f"<a href=\"#trial{i}\">{i}</a>" if i < n_show else str(i)
         rows.append(f"<tr><td>{anchor}</td><td>{html.escape(str(row.get('label', '')))}</td>{cells}<td>{links}</td></tr>")
     return f"<table class=\"trials\"><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
@@ -315,10 +366,11 @@ def write_comparison_report(entries: list[dict[str, Any]], out_dir: str | Path,
     out_dir = Path(out_dir)
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
-    metric_order = ("pcc", "pcc_tilt", "pcc_per_bin", "stoi", "estoi", "stoi_plus", "mcd_db")
+    metric_order = ("pcc", "pcc_tilt", "pcc_per_bin", "stoi", "estoi", "stoi_plus", "mcd_db", "asr_word")
     metrics = [m for m in metric_order if any(m in (e.get("metrics") or {}) for e in entries)]
     labels = {"pcc": "PCC (per trial)", "pcc_tilt": "PCC, tilt removed", "pcc_per_bin": "PCC (per bin)",
-              "stoi": "STOI", "estoi": "ESTOI", "stoi_plus": "STOI+", "mcd_db": "MCD (dB)"}
+              "stoi": "STOI", "estoi": "ESTOI", "stoi_plus": "STOI+", "mcd_db": "MCD (dB)",
+              "asr_word": "ASR word accuracy"}
     body = [f"<h1>{html.escape(title)}</h1>",
             f"<p class=\"sub\">{len(entries)} model{'s' if len(entries) != 1 else ''} &middot; each cell: decoded mean "
             "&plusmn; SEM; beneath it the trial-shuffled chance, the no-neural baseline (onset-aligned mean of the "
@@ -368,7 +420,7 @@ def write_comparison_report(entries: list[dict[str, Any]], out_dir: str | Path,
                 body.append(f"<h3>{html.escape(e['name'])}</h3>" + word_table({"by_word": e["by_word"],
                                                                                "metric_info": METRIC_LABELS}))
     figs = []
-    for m in ("pcc", "pcc_tilt", "stoi"):
+    for m in ("pcc", "pcc_tilt", "stoi", "asr_word"):
         fig = figures.comparison_bars(fig_dir / f"compare_{m}.png", entries, m, labels[m])
         if fig is not None:
             figs.append(f"<figure><img src=\"figures/{fig.name}\" alt=\"{m} by model\"></figure>")

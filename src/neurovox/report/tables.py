@@ -14,9 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-TABLE_METRICS = ("pcc", "pcc_tilt", "stoi")
+TABLE_METRICS = ("pcc", "pcc_tilt", "stoi", "asr_word")
 LABELS = {"pcc": "PCC", "pcc_tilt": "PCC tilt-removed", "stoi": "STOI", "estoi": "ESTOI", "stoi_plus": "STOI+",
-          "mcd_db": "MCD dB", "pcc_per_bin": "PCC per bin"}
+          "mcd_db": "MCD dB", "pcc_per_bin": "PCC per bin", "asr_word": "ASR word acc.", "asr_top3": "ASR top-3 acc."}
 
 
 def comparison_entry(name: str, result: dict[str, Any], report: str | Path | None = None,
@@ -24,8 +24,18 @@ def comparison_entry(name: str, result: dict[str, Any], report: str | Path | Non
     """An entry of `write_comparison_report` / `text_table` from one metrics.json content."""
     return {"name": name, "metrics": result["metrics"], "chance": result.get("chance"),
             "baselines": result.get("baselines"), "gain": result.get("gain"), "by_word": result.get("by_word"),
-            "ceiling": result.get("ceiling"), "report": str(Path(report).resolve()) if report else None,
+            "ceiling": ceiling_of(result), "report": str(Path(report).resolve()) if report else None,
             "description": description, **extra}
+
+
+def ceiling_of(result: dict[str, Any]) -> dict[str, Any] | None:
+    """The formant resynthesis ceiling where it bounds the decoder, and for the ASR accuracies the
+    recogniser's accuracy on the reference audio (a decoder cannot be understood better than real speech)."""
+    ceiling = dict(result.get("ceiling") or {})
+    asr = result.get("asr") or {}
+    if asr.get("applies") and asr.get("reference"):
+        ceiling.update(asr["reference"])
+    return ceiling or None
 
 
 def _mean(stats: dict | None, metric: str) -> str:

@@ -294,6 +294,7 @@ def simulate(cfg: SimulateConfig, rng: np.random.Generator | int | None = None,
 
     meta = RecordingMeta(participant_id=cfg.participant_id, sex=sex, hemisphere=cfg.hemisphere,
                          grid_density=layout.grid_density, source_format="simulated",
+                         language="en",  # the shipped corpus: English words (flite and espeak-ng voices)
                          notes=[f"simulated: voice {voice}, layout {layout.name}, snr_db {cfg.snr_db:g}, seed {seed}"
                                 + ("" if cfg.encoding == "linear" else f", encoding {cfg.encoding}"),
                                 f"line noise {cfg.line_freq_hz:g} Hz (raw kind)"])
