@@ -1,7 +1,8 @@
 """Evaluation benchmarks: metric cost per trial, the differentiable STOI loss, and its fidelity to pystoi.
 
-- metrics: ms per 1.024 s trial window (128 frames) for pystoi STOI, ESTOI, STOI+ (ours), and the
-  whole `score_trials` (all metrics) on corpus speech.
+- metrics: ms per 1.024 s trial window (128 frames) for pystoi STOI, ESTOI, STOI+ (ours), the word
+  recogniser (PocketSphinx, grammar of the corpus's 50 words) and its ratio to STOI, and the whole
+  `score_trials` (all metrics) on corpus speech.
 - stoi_loss: ms per window of forward + backward at batch 16 (the training setting), and the
   Pearson r / max |difference| between -stoi_loss and pystoi over 14 degraded versions of real
   utterances (white noise at 7 SNRs, 4 low-pass cut-offs, 3 time shifts).
@@ -60,11 +61,23 @@ def run(size: str = "small") -> list[dict]:
     for name, fn in (("stoi (pystoi)", M.stoi), ("estoi (pystoi)", M.estoi), ("stoi_plus", M.stoi_plus)):
         rows.append(_row("metrics", name, _median_ms(lambda fn=fn: fn(ref, dec), repeats) / n, "ms/trial",
                          "1.024 s window at 16 kHz"))
+    # the word recogniser (issue 17: under 100 ms per trial), beside STOI measured in the same run
+    from neurovox.evaluate.asr import recognizer_for
+    from neurovox.simulate.corpus import load_corpus
+
+    words = tuple(load_corpus().words)
+    recognizer = recognizer_for(words)
+    asr_ms = _median_ms(lambda: recognizer.recognize(dec), repeats) / n
+    stoi_ms = _median_ms(lambda: M.stoi(ref, dec), repeats) / n
+    rows.append(_row("metrics", "asr (PocketSphinx, 50-word grammar)", asr_ms, "ms/trial",
+                     "top-3 words per 1.024 s window, one thread"))
+    rows.append(_row("metrics", "asr / stoi (same run)", asr_ms / stoi_ms, "ratio", "cost of ASR per trial over STOI's"))
     test = TestSet(neural_windows=np.zeros((n, 144, 1), np.float32), mel_db=audio_to_mel_db(ref), audio=ref,
-                   speech_mask=np.ones((n, N_TARGET), bool), n_lead_frames=16)
+                   speech_mask=np.ones((n, N_TARGET), bool), n_lead_frames=16,
+                   labels=[u.word for u in load_corpus().utterances[:n]], vocabulary=words, asr_note="")
     decoded = {"mel_db": audio_to_mel_db(dec), "audio": dec}
     rows.append(_row("metrics", "score_trials (all metrics)", _median_ms(lambda: score_trials(test, decoded), repeats) / n,
-                     "ms/trial", "PCC, STOI, ESTOI, STOI+, MCD, per-bin PCC"))
+                     "ms/trial", "PCC, STOI, ESTOI, STOI+, MCD, per-bin PCC, ASR"))
 
     batch = 16
     ref_t = torch.tensor(np.resize(ref, (batch, ref.shape[1])), dtype=torch.float32)
