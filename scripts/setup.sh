@@ -21,3 +21,15 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     pip_install -e ".[test,whisper]"
     echo "$want" > "$stamp"
 fi
+# The listening-test test drives headless Chromium (Debian's chromium + chromium-driver). Installed here when
+# this runs as root with apt-get (CI, containers); elsewhere that one test says what to install and is skipped.
+if ! command -v chromedriver >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "[setup] installing chromium and chromium-driver (apt-get; for the listening-test test)"
+        { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; } \
+            >/dev/null 2>&1 || echo "[setup] apt-get could not install chromium: the browser test will be skipped" >&2
+    else
+        echo "[setup] note: without chromium and chromium-driver (apt-get install chromium chromium-driver) the" \
+             "listening-test browser test is skipped"
+    fi
+fi

@@ -345,6 +345,31 @@ def make_test_set(folder: str, n_trials: int = 8) -> C.TestSet:
                      train_mel_mean_db=mel[mask].mean(0))
 
 
+def make_word_test_set(n_trials: int) -> C.TestSet:
+    """TestSet of `n_trials` single words of the shipped corpus (voice flite rms, every 6th word), each 16 frames
+    into its window, with random neural windows (seed 0) and the corpus's 50 words as the ASR vocabulary."""
+    from neurovox.simulate.corpus import load_corpus
+
+    corpus = load_corpus()
+    rng = np.random.default_rng(0)
+    utt = corpus.for_voice("flite_rms")
+    labels = sorted(utt)[::6][:n_trials]
+    n_samples = N_TARGET * 128
+    audio = np.zeros((n_trials, n_samples), np.float32)
+    mask = np.zeros((n_trials, N_TARGET), bool)
+    for i, w in enumerate(labels):
+        wave = utt[w].audio[: n_samples - 16 * 128]
+        audio[i, 16 * 128: 16 * 128 + len(wave)] = wave / np.abs(wave).max() * 0.5
+        mask[i, 16: 16 + len(wave) // 128] = True
+    series = rng.standard_normal((n_trials * 320 + 200, N_CH)).astype(np.float32)
+    starts = 100 + 320 * np.arange(n_trials)
+    mel = C.audio_to_mel_db(audio)
+    return C.TestSet(neural_windows=C.windows_from_series(series, starts, N_LEAD + N_TARGET), mel_db=mel, audio=audio,
+                     speech_mask=mask, n_lead_frames=N_LEAD, start_frames=starts, neural_series=series, labels=labels,
+                     f0_hz=np.zeros((n_trials, N_TARGET)), formants_hz=np.full((n_trials, N_TARGET, 6), 1000.0),
+                     train_mel_mean_db=mel[mask].mean(0), vocabulary=tuple(corpus.words), asr_note="")
+
+
 @dataclass
 class PerfectDecoder:
     """Recognises each known test window (nearest neighbour) and returns that trial's reference."""

@@ -17,7 +17,7 @@ from neurovox.evaluate import asr
 from neurovox.evaluate import chance as C
 from neurovox.evaluate.evaluate import asr_vocabulary, evaluate_test_set
 from neurovox.simulate.corpus import load_corpus
-from tests.conftest import N_LEAD, N_TARGET, PerfectDecoder
+from tests.conftest import PerfectDecoder, make_word_test_set
 
 
 @pytest.fixture(scope="module")
@@ -93,25 +93,9 @@ def test_confusion_counts():
 
 
 @pytest.fixture(scope="module")
-def word_test_set(corpus):
+def word_test_set():
     """8 test windows of real words (flite rms, recognised 50/50 alone), the corpus's 50 words as vocabulary."""
-    rng = np.random.default_rng(0)
-    utt = corpus.for_voice("flite_rms")
-    labels = sorted(utt)[::6][:8]
-    n_samples = N_TARGET * 128
-    audio = np.zeros((8, n_samples), np.float32)
-    mask = np.zeros((8, N_TARGET), bool)
-    for i, w in enumerate(labels):
-        wave = utt[w].audio[: n_samples - 16 * 128]
-        audio[i, 16 * 128: 16 * 128 + len(wave)] = wave / np.abs(wave).max() * 0.5
-        mask[i, 16: 16 + len(wave) // 128] = True
-    series = rng.standard_normal((8 * 320 + 200, 8)).astype(np.float32)
-    starts = 100 + 320 * np.arange(8)
-    mel = C.audio_to_mel_db(audio)
-    return C.TestSet(neural_windows=C.windows_from_series(series, starts, N_LEAD + N_TARGET), mel_db=mel, audio=audio,
-                     speech_mask=mask, n_lead_frames=N_LEAD, start_frames=starts, neural_series=series, labels=labels,
-                     f0_hz=np.zeros((8, N_TARGET)), formants_hz=np.full((8, N_TARGET, 6), 1000.0),
-                     train_mel_mean_db=mel[mask].mean(0), vocabulary=tuple(corpus.words), asr_note="")
+    return make_word_test_set(8)
 
 
 def test_evaluation_reports_asr_with_chance_and_ceiling(word_test_set, tmp_path):

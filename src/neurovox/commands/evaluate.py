@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from neurovox.evaluate.evaluate import evaluate_run
+    from neurovox.report.tables import ceiling_of
 
     out = Path(args.out) if args.out else Path(args.run) / "eval"
     result = evaluate_run(args.run, args.data, out, args.seed, allow_other_data=args.allow_other_data,
@@ -50,12 +51,18 @@ def run(args: argparse.Namespace) -> int:
         ch = (result["chance"].get("shuffled") or {}).get(name, {}).get("mean")
         base = (result.get("baselines", {}).get("onset_mean") or {}).get(name, {}).get("mean")
         gain = (result.get("gain", {}).get("onset_mean") or {}).get(name) or {}
-        ce = (result["ceiling"] or {}).get(name, {}).get("mean")
+        ce = (ceiling_of(result) or {}).get(name, {}).get("mean")  # ASR: the reference audio's accuracy
         sem = stats.get("sem")
         dec = num(stats["mean"]) + (f" +- {sem:.3f}" if sem is not None and stats["mean"] is not None else "")
         g = (f"{gain['mean']:+.3f} [{gain['ci_low']:+.3f}, {gain['ci_high']:+.3f}]"
              + ("" if gain.get("above") else " (CI incl. 0)" if gain["ci_high"] >= 0 else " (worse)")
              if gain.get("mean") is not None else "-")
         print(f"{label:<18}{dec:>16}{num(ch):>19}{num(base):>11}  {g:<42}{num(ce):>7}")
+    asr = result.get("asr") or {}
+    if not asr.get("applies"):
+        print(f"ASR word accuracy: {asr.get('note', 'not computed')}")
+    else:
+        print(f"ASR: closed vocabulary of {asr['vocabulary_size']} words, chance {asr['chance_uniform']:.3f}; "
+              "ceiling column = the reference audio's accuracy")
     print(f"report: {out / 'report.html'}")
     return 0
