@@ -16,7 +16,7 @@ def test_quick_demo_decoders_clearly_beat_chance(tmp_path, monkeypatch, capsys):
     assert "gain over no-neural" in printed and "Seen / unseen test words" in printed
     html = (out / "report" / "report.html").read_text()
     assert "no-neural" in html and "PCC, tilt removed" in html
-    for name in ("linear", "resnet", "resnet_causal"):
+    for name in ("linear", "lstm", "lstm_causal"):
         result = json.loads((out / "eval" / name / "metrics.json").read_text())
         # On the realistic participant (100 words, 0 dB) the margins over chance are modest (measured PCC vs
         # shuffled chance: linear 0.770 vs 0.657, ResNet 0.750 vs 0.607, causal ResNet 0.737 vs 0.651, lowest

@@ -1,6 +1,11 @@
 """The end-to-end demo behind `neurovox demo`, stage by stage.
 
-    simulate -> train decoders (linear, ResNet3D, causal ResNet3D) -> evaluate each -> comparison report
+    simulate -> train decoders (linear, LSTM, causal LSTM) -> evaluate each -> comparison report
+
+The deep decoder shown is the LSTM, causal and not: on the default participant it is the best deep decoder
+and the only one level with the tuned linear baseline, and it trains in about a minute on 2 cores; the
+reference paper's ResNet3D and Swin3D trail the linear baseline there (BENCHMARKS.md, decoder tables) and
+are one `--model` away (README).
 
 The deep decoders output the mel spectrogram (the default target), so the demo trains no speech model;
 the formant-parameter path of the reference paper is `neurovox train speech` + `neurovox train decoder
@@ -26,7 +31,7 @@ from neurovox.report.tables import comparison_entry, text_table
 
 @dataclass(frozen=True)
 class DemoPlan:
-    """What the demo runs; `quick` trades accuracy for a first look in about 4.5 minutes."""
+    """What the demo runs; `quick` trades accuracy for a first look in a few minutes."""
 
     n_trials: int                    # simulated words (5 tasks)
     snr_db: float                    # per-channel high-gamma SNR of the simulated participant, dB
@@ -40,15 +45,13 @@ class DemoPlan:
 def make_plan(quick: bool, encoding: str = "realistic") -> DemoPlan:
     # Budgets are epochs, never wall clock: a busy machine runs the same steps, only slower, and the
     # learning rate decays over exactly the steps that run (measured costs: BENCHMARKS.md).
-    decoders = (("linear", "linear", False), ("resnet", "resnet", False), ("resnet_causal", "resnet", True))
+    decoders = (("linear", "linear", False), ("lstm", "lstm", False), ("lstm_causal", "lstm", True))
     if quick:
-        return DemoPlan(n_trials=100, snr_db=0.0, encoding=encoding, decoders=decoders, quick=True, expected_min=4.5,
+        return DemoPlan(n_trials=100, snr_db=0.0, encoding=encoding, decoders=decoders, quick=True, expected_min=3,
                         decoder_args=("--quick",))
-    # 12 of the default 30 epochs (~2.5 min per ResNet on 2 idle cores; the whole demo measured 8.0 min): the
-    # validation PCC of the default budget is within 0.01 of its plateau by then on this participant;
-    # `benchmarks/decoder_table.py` runs the full default budget (BENCHMARKS.md).
-    return DemoPlan(n_trials=300, snr_db=0.0, encoding=encoding, decoders=decoders, quick=False, expected_min=8,
-                    decoder_args=("--set", "decoder.max_epochs=12"))
+    # The LSTMs at their full default budget (30 epochs, early stopping; about a minute each on 2 idle cores).
+    return DemoPlan(n_trials=300, snr_db=0.0, encoding=encoding, decoders=decoders, quick=False, expected_min=6,
+                    decoder_args=())
 
 
 def _run_cli(argv: list[str], done_marker: Path | None = None) -> float:
