@@ -228,6 +228,22 @@ def test_linear_baseline_recovers_a_lagged_linear_map():
         model.predict(x[50:, :, :8], 64)
 
 
+def test_linear_baseline_ignores_bad_channels():
+    """Bad contacts are zeroed in fitting and prediction: whatever a bad channel carries changes nothing."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((40, 64, 6)).astype(np.float32)
+    mel = (x[:, 16:, :3] @ rng.standard_normal((3, 80))).astype(np.float32)
+    good = np.array([True, True, True, True, False, True])
+    model = LinearBaseline(causal=False, n_components=20).fit(x, mel, good=good)
+    noisy = x.copy()
+    noisy[:, :, 4] = 100 * rng.standard_normal(noisy[:, :, 4].shape)
+    assert np.array_equal(model.predict(x, 48), model.predict(noisy, 48))
+    assert np.array_equal(LinearBaseline(n_components=20).fit(noisy, mel, good=good).predict(x, 48), model.predict(x, 48))
+    restored = LinearBaseline.from_state_dict(model.state_dict())
+    assert np.array_equal(restored.predict(noisy, 48), model.predict(x, 48))
+    assert not np.array_equal(LinearBaseline(n_components=20).fit(x, mel).predict(noisy, 48), model.predict(x, 48))
+
+
 # CLI config -----------------------------------------------------------------------------------------
 
 def test_train_decoder_cli_config_layers_quick_flags_and_overrides():

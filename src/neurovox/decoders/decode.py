@@ -77,6 +77,10 @@ class LinearTrialDecoder(_RunDecoder):
         with np.load(run.path / "linear.npz", allow_pickle=False) as z:
             self.model = LinearBaseline.from_state_dict({k: z[k] for k in z.files})
 
+    def decode_mel(self, neural_windows: np.ndarray) -> np.ndarray:
+        """Mel dB (n, n_target_frames, 80) without vocoding (occlusion analysis decodes many times)."""
+        return self.model.predict(self._check(neural_windows), self.n_target_frames)
+
     def decode(self, neural_windows: np.ndarray, generator: Any = None) -> dict[str, np.ndarray]:
         from neurovox.decoders.linear import mel_db_to_audio
 
@@ -119,6 +123,19 @@ class DeepTrialDecoder(_RunDecoder):
             self.synth.eval().to(device)
         self.device = device
         self.batch_size = batch_size
+
+    @torch.no_grad()
+    def decode_mel(self, neural_windows: np.ndarray) -> np.ndarray:
+        """Mel dB (n, n_target_frames, 80) without vocoding: the mel head's output, or the formant synthesizer's
+        spectrogram (its noise from a fixed seed, so that two calls differ only by their input)."""
+        x = self._check(neural_windows)
+        outs = [self.model(torch.from_numpy(x[i:i + self.batch_size]).to(self.device), self.n_target_frames)
+                for i in range(0, len(x), self.batch_size)]
+        if self.target == "mel":
+            return (torch.cat(outs) * self.mel_sd_db + self.mel_mean_db).cpu().numpy().astype(np.float32)
+        gen = torch.Generator(device=self.device).manual_seed(0)
+        return np.concatenate([dsp.power_to_db(dsp.power_to_mel(self.synth(raw, generator=gen).spec_power)).cpu().numpy()
+                               for raw in outs]).astype(np.float32)
 
     @torch.no_grad()
     def decode(self, neural_windows: np.ndarray, generator: Any = None) -> dict[str, np.ndarray]:

@@ -79,11 +79,13 @@ class LinearBaseline:
         self.lags_frames = lags_to_frames(CAUSAL_LAGS_MS if causal else LAGS_MS, self.frame_rate_hz)
         self.state: dict[str, np.ndarray] | None = None
         self.chosen: dict[str, float] = {}
+        self.good: np.ndarray | None = None  # (n_channels,) 1 = good contact, 0 = bad: bad channels are zeroed
 
     # Fitting ------------------------------------------------------------------------------------
 
     def fit(self, neural_windows: np.ndarray, mel_db: np.ndarray, speech_mask: np.ndarray | None = None,
-            val: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> "LinearBaseline":
+            val: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+            good: np.ndarray | None = None) -> "LinearBaseline":
         """Fit on training windows; with `val`, choose the PCA size and the ridge penalty on validation trials.
 
         Parameters
@@ -96,6 +98,9 @@ class LinearBaseline:
             Speech frames (the tilt-removed PCC that chooses the regularisation subtracts their mean).
         val : (neural_windows, mel_db, speech_mask) of the validation windows, optional
             Without it: `n_components` components and ordinary least squares (the SWPD recipe).
+        good : ndarray of bool, shape (n_channels,), optional
+            Good contacts; bad ones (the file's and those found flat, noisy or spiky) are zeroed in fitting
+            and prediction, as the deep decoders mask them, so they carry nothing into the model.
 
         Every PCA size k in `N_COMPONENTS_GRID` (up to all features) and ridge penalty in `RIDGE_GRID` is
         scored by the mean tilt-removed PCC of the validation windows (`batch_pcc` after subtracting the
@@ -103,6 +108,7 @@ class LinearBaseline:
         is kept (`self.chosen`). In the PCA basis the ridge solution is one division per component.
         """
         n, _, c = check_shape("neural_windows", np.asarray(neural_windows), (None, None, None)).shape
+        self.good = np.ones(c, np.float32) if good is None else check_shape("good", np.asarray(good, np.float32), (c,))
         n_target = mel_db.shape[1]
         check_shape("mel_db", mel_db, (n, None, dsp.N_MELS))
         if val is not None:
@@ -143,13 +149,17 @@ class LinearBaseline:
             self.chosen = {"n_components": int(k), "ridge": float(penalty), "val_pcc_tilt": scores[(k, penalty)]}
         self.state = {"pca_mean": x_mean.astype(np.float32), "pca_components": eigvec[:, :k].T.astype(np.float32),
                       "coef": solve(k, penalty).astype(np.float32), "intercept": y_mean.astype(np.float32),
-                      "n_channels": np.array(c), "lags_frames": self.lags_frames}
+                      "n_channels": np.array(c), "lags_frames": self.lags_frames, "good": self.good}
         return self
 
     def _features(self, neural_windows: np.ndarray, n_target: int) -> np.ndarray:
         """Stacked context of the target frames, (n, n_lead + n_target, c) -> (n * n_target, n_lags * c)."""
-        x = stack_context(np.asarray(neural_windows, np.float32), self.lags_frames)[:, -n_target:]
+        x = stack_context(self._masked(neural_windows), self.lags_frames)[:, -n_target:]
         return x.reshape(-1, x.shape[-1])
+
+    def _masked(self, neural_windows: np.ndarray) -> np.ndarray:
+        x = np.asarray(neural_windows, np.float32)
+        return x if self.good is None else x * self.good
 
     # Prediction ---------------------------------------------------------------------------------
 
@@ -161,7 +171,7 @@ class LinearBaseline:
         if neural_windows.ndim != 3 or neural_windows.shape[-1] != n_channels:
             raise DataError(f"The linear baseline expects windows (n, n_frames, {n_channels}), "
                             f"got shape {tuple(neural_windows.shape)}.")
-        x = stack_context(np.asarray(neural_windows, np.float32), self.lags_frames)
+        x = stack_context(self._masked(neural_windows), self.lags_frames)
         z = (x - self.state["pca_mean"]) @ self.state["pca_components"].T
         return (z @ self.state["coef"].T + self.state["intercept"]).astype(np.float32)
 
@@ -179,6 +189,9 @@ class LinearBaseline:
         keys = ("pca_mean", "pca_components", "coef", "intercept", "n_channels", "lags_frames")
         model.state = {k: np.asarray(d[k]) for k in keys}
         model.lags_frames = model.state["lags_frames"].astype(int)
+        # runs saved before bad channels were masked: every contact good
+        model.good = np.asarray(d["good"], np.float32) if "good" in d else np.ones(int(d["n_channels"]), np.float32)
+        model.state["good"] = model.good
         return model
 
 

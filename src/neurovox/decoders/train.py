@@ -181,7 +181,7 @@ def train_decoder(data_path: str | Path, out: str | Path, cfg: Any, *, speech_ru
     write_json_atomic(run.path / "layout.json", layout.to_dict() if layout is not None else None)
     t0 = time.time()
     if dcfg.model == "linear":
-        summary = _fit_linear(run.path, data, dcfg, prepared)
+        summary = _fit_linear(run.path, data, dcfg, prepared, layout)
     else:
         summary = _fit_deep(run, data, dcfg, module, cfg.seed, progress)
     summary["train_seconds"] = round(time.time() - t0, 1)
@@ -195,15 +195,18 @@ def save_npz(path: Path, state: dict[str, Any]) -> None:
         np.savez(fh, **{k: np.asarray(v) for k, v in state.items()})
 
 
-def _fit_linear(run_dir: Path, data: dict[str, Any], cfg: DecoderTrainConfig, prepared: Any) -> dict[str, Any]:
+def _fit_linear(run_dir: Path, data: dict[str, Any], cfg: DecoderTrainConfig, prepared: Any,
+                layout: GridLayout | None) -> dict[str, Any]:
     from neurovox.decoders.linear import LinearBaseline
 
     print(f"linear baseline: stacking context for {len(data['train'])} training trials x {cfg.linear_passes} windows")
     chunks = [_collate_windows(data["train"]) for _ in range(cfg.linear_passes)]
     train = {k: np.concatenate([c[k] for c in chunks]) for k in ("neural", "mel_db", "speech_mask")}
     val = _collate_windows(data["val"])
+    good = None if layout is None else np.asarray(layout.good, bool)  # bad contacts zeroed, as in the deep decoders
     model = LinearBaseline(cfg.causal, float(prepared.frame_rate_hz)).fit(
-        train["neural"], train["mel_db"], train["speech_mask"], val=(val["neural"], val["mel_db"], val["speech_mask"]))
+        train["neural"], train["mel_db"], train["speech_mask"], val=(val["neural"], val["mel_db"], val["speech_mask"]),
+        good=good)
     save_npz(run_dir / "linear.npz", model.state_dict())
     summary: dict[str, Any] = {"model": "linear", "causal": cfg.causal, "n_params": int(model.state["coef"].size +
                                model.state["pca_components"].size), "chosen_on_val": model.chosen}

@@ -19,8 +19,8 @@ from neurovox.simulate.corpus import Corpus, Utterance, load_corpus
 from neurovox.simulate.layouts import Layout, make_layout
 from neurovox.simulate.participant import GroundTruth, simulate, simulate_participant
 from neurovox.simulate.speech import speech_feature
-from neurovox.simulate.truth import ground_truth_high_gamma
+from neurovox.simulate.truth import encoding_strength, ground_truth_high_gamma
 
-__all__ = ["ENCODINGS", "LAYOUTS", "TASKS", "SimulateConfig", "Corpus", "Utterance", "load_corpus", "Layout", "make_layout",
+__all__ = ["encoding_strength", "ENCODINGS", "LAYOUTS", "TASKS", "SimulateConfig", "Corpus", "Utterance", "load_corpus", "Layout", "make_layout",
            "GroundTruth", "simulate", "simulate_participant", "speech_feature",
            "ground_truth_high_gamma"]

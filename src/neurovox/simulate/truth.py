@@ -28,6 +28,8 @@ baseline z-score and clipping are not applied (Pearson r does not see an affine 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import scipy.fft
 import scipy.signal as ss
@@ -98,3 +100,35 @@ def ground_truth_high_gamma(gt: GroundTruth, cfg: HighGammaConfig, line_hz: floa
     if cfg.log_envelope:
         out = np.log(np.maximum(out, 1e-30))
     return out
+
+
+OWN_SPEECH_DRIVES = ("articulatory", "auditory_own", "planning")
+
+
+def encoding_strength(sim_dir: str | Path) -> tuple[list[str], np.ndarray]:
+    """Per-electrode strength of the own-speech encoding of a realistic simulated participant: the SD over the
+    session of the summed drives tied to the participant's own speech (articulatory, auditory feedback,
+    planning; `drive_<component>` in ground_truth.npz) divided by the contact's noise SD, i.e. the
+    amplitude SNR of what a decoder of the spoken audio can use. Non-encoding contacts and bad
+    channels: 0. Returns (channel names, strengths (n_channels,))."""
+    import json
+
+    sim_dir = Path(sim_dir)
+    try:
+        gt = json.loads((sim_dir / "ground_truth.json").read_text())
+        arrays = np.load(sim_dir / "ground_truth.npz", allow_pickle=False)
+    except FileNotFoundError as err:
+        raise DataError(f"{str(sim_dir)!r} holds no simulator ground truth ({err.filename} missing): pass the folder "
+                        "`neurovox simulate --out` wrote.") from None
+    if gt.get("encoding") != "realistic":
+        raise DataError(f"Encoding strength per electrode is defined for the realistic encoding model; {str(sim_dir)!r} "
+                        f"was simulated with {gt.get('encoding')!r}.")
+    names = list(gt["ch_names"])
+    var = np.zeros(len(names))
+    for comp in OWN_SPEECH_DRIVES:
+        drive, chans = arrays[f"drive_{comp}"], arrays[f"drive_{comp}_channels"]
+        for j, ch in enumerate(chans):
+            var[int(ch)] += float(drive[:, j].var())
+    strength = np.sqrt(var) / np.maximum(arrays["noise_sd"], 1e-12)
+    strength[[names.index(b) for b in gt.get("bad_channel_names", [])]] = 0.0
+    return names, strength
