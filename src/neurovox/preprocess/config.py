@@ -68,6 +68,9 @@ class HighGammaConfig:
             raise ConfigError(f"baseline_stop_s ({self.baseline_stop_s}) must exceed baseline_start_s ({self.baseline_start_s}).")
 
 
+CHANNEL_SETS = ("all", "ld_from_hb")
+
+
 @dataclass
 class PrepareConfig:
     """Everything `prepare` derives from a Recording (high gamma at 125 Hz + aligned speech features).
@@ -90,9 +93,13 @@ class PrepareConfig:
     formant_window_s: float = 0.025      # s, Praat Burg analysis window
     noise_context_s: float = 1.0         # s, pre-onset span searched for background-noise frames
     noise_guard_s: float = 0.1           # s, margin kept away from any speech segment for noise frames
+    channels: str = "all"                # contacts used: "all", or "ld_from_hb": only the macro contacts of a
+                                         # hybrid-density grid (channel group "macro"), as a low-density grid would
+                                         # record them, so LD vs HB on one participant is one setting apart
 
     def __post_init__(self) -> None:
         self.high_gamma_config()  # validates the shared fields
+        check_option("prepare.channels", self.channels, CHANNEL_SETS)
         check_range("formant_window_s", self.formant_window_s, 0.005, 0.1)
         check_range("noise_context_s", self.noise_context_s, 0.0, None, inclusive=False)
         check_range("noise_guard_s", self.noise_guard_s, 0.0, None)

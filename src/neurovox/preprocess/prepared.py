@@ -217,6 +217,36 @@ def load_prepared(directory: str | os.PathLike) -> Prepared:
                     notes=list(tables["notes"]), from_cache=True)
 
 
+def select_channel_set(rec: Recording, channel_set: str) -> Recording:
+    """The recording with only the contacts of `channel_set` (PrepareConfig.channels).
+
+    "ld_from_hb" keeps the macro contacts of a hybrid-density grid (channel group "macro", the Flinker
+    convention), before any re-referencing, so the result is what a low-density grid at the same sites
+    records; their grid coordinates are halved when they sit on the even positions of the hybrid grid
+    (15 x 15 at 5 mm -> 8 x 8 at 10 mm). A recording on disk (LazyNeural) has its subset read into memory.
+    """
+    if channel_set == "all":
+        return rec
+    groups = rec.channels["group"].astype(str).str.lower().to_numpy()
+    macro = groups == "macro"
+    if not macro.any() or macro.all():
+        found = ", ".join(sorted(set(groups.tolist()))[:5]) or "none"
+        raise DataError(f"prepare.channels=ld_from_hb keeps the macro contacts of a hybrid-density grid, but "
+                        f"{rec.meta.source_path or 'this recording'} ({rec.n_channels} channels, density "
+                        f"{rec.meta.grid_density!r}) has {'no' if not macro.any() else 'only'} channels of group 'macro' "
+                        f"(groups: {found}). Use it on hybrid grids (e.g. `neurovox simulate --layout hybrid225`), "
+                        "or leave prepare.channels=all.")
+    idx = np.flatnonzero(macro)
+    channels = rec.channels.iloc[idx].reset_index(drop=True)
+    rows, cols = channels["row"].to_numpy(int), channels["col"].to_numpy(int)
+    if (rows >= 0).all() and (cols >= 0).all() and not (rows % 2).any() and not (cols % 2).any():
+        channels = channels.assign(row=rows // 2, col=cols // 2)
+    neural = np.ascontiguousarray(rec.neural[:, idx] if not is_lazy(rec.neural) else rec.neural[0:rec.n_samples, idx])
+    meta = dataclasses.replace(rec.meta, grid_density="low", derived=list(rec.meta.derived) + [
+        f"prepare.channels=ld_from_hb: the {len(idx)} macro contacts of the {rec.n_channels}-channel hybrid grid"])
+    return rec.replace(neural=neural, channels=channels, meta=meta)
+
+
 def prepare(rec: Recording, cfg: PrepareConfig | None = None, cache_dir: str | os.PathLike | None = None,
             *, use_cache: bool = True, chunk_mb: float | None = None) -> Prepared:
     """High gamma at 125 Hz plus aligned speech features and trial frames, cached on disk.
@@ -241,6 +271,7 @@ def prepare(rec: Recording, cfg: PrepareConfig | None = None, cache_dir: str | o
     cfg = PrepareConfig() if cfg is None else cfg
     validate_type(rec, Recording, "rec")
     validate_type(cfg, PrepareConfig, "cfg")
+    rec = select_channel_set(rec, cfg.channels)
     sha = recording_sha256(rec)
     if not use_cache:
         return _compute(rec, cfg, sha, chunk_mb)
