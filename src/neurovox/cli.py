@@ -20,7 +20,7 @@ import threading
 from neurovox import __version__
 from neurovox.errors import NeurovoxError
 
-COMMANDS = ("simulate", "info", "preprocess", "train", "resynth", "decode", "evaluate", "listen", "contribution", "cv", "demo")
+COMMANDS = ("simulate", "info", "preprocess", "train", "resynth", "decode", "evaluate", "listen", "contribution", "replay", "stream", "cv", "demo")
 TRAIN_TARGETS = ("speech", "decoder", "prior", "likelihood")
 
 

@@ -1,0 +1,218 @@
+"""`neurovox stream`: decode a live LSL stream frame by frame with a causal decoder run, speech out.
+
+For each incoming high-gamma frame (125 Hz): the run's training normaliser, one step of its causal decoder
+(`StreamingDecoder`: carried state, nothing recomputed), its mel frame, and 128 samples of a vocoder
+without look-ahead (`FrameVocoder`) pushed to an LSL audio outlet and/or a WAV file.
+
+Latency of a frame = the LSL time its audio is pushed minus the (clock-corrected) LSL time stamp of the
+frame's neural sample; the decoder's and vocoder's own compute is reported separately. A gap in the
+incoming time stamps is filled by repeating the last frame (counted as dropped); a stream that stops
+sending is waited for (counted as a stall) and decoding resumes when it comes back. Ctrl+C ends the run
+cleanly: the WAV is closed (complete and valid) and the statistics written.
+
+Scope: high-gamma streams (what `neurovox replay` sends for a high-gamma recording). Raw-voltage streams
+need the run's causal high-gamma extraction with its training baseline, which runs do not store yet: they
+are refused with that reason.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurovox import dsp
+from neurovox.errors import ConfigError, DataError, RunError
+from neurovox.realtime.lsl import audio_outlet, channel_labels, import_pylsl, resolve
+from neurovox.realtime.vocoder import FrameVocoder
+from neurovox.utils.files import atomic_path, write_json_atomic
+
+
+MAX_FILL_S = 0.25  # a gap up to this long is filled with the last frame (dropped samples); longer: the stream was lost
+
+
+def load_streaming_run(run_dir: str | Path) -> Any:
+    """The run's DeepTrialDecoder, checked for real-time use (causal, mel head, a streaming implementation)."""
+    from neurovox.decoders.decode import DeepTrialDecoder, load_trial_decoder
+
+    dec = load_trial_decoder(run_dir)
+    if not isinstance(dec, DeepTrialDecoder):
+        raise ConfigError(f"Run {str(run_dir)!r} holds the linear baseline, which has no frame-by-frame implementation; "
+                          "stream a causal lstm, gru or resnet run.")
+    if not dec.causal:
+        raise ConfigError(f"Run {str(run_dir)!r} is not causal: a real-time decoder may not see the future. Train one "
+                          "with `neurovox train decoder --causal`.")
+    if dec.target != "mel":
+        raise ConfigError(f"Run {str(run_dir)!r} outputs formant parameters; their synthesizer looks 16 ms ahead, so "
+                          "streaming supports mel-head runs (--target mel, the default).")
+    if not hasattr(dec.model, "step"):
+        raise ConfigError(f"The {dec.model_name} model has no streaming implementation; stream a causal lstm, gru or "
+                          "resnet run.")
+    return dec
+
+
+def run_stream(run_dir: str | Path, source: str, *, out_wav: str | Path | None = None, out_lsl: str | None = None,
+               seconds: float | None = None, stats_path: str | Path | None = None, resolve_timeout_s: float = 10.0,
+               max_wait_s: float | None = None, status: bool = True, keep_arrays: bool = False) -> dict[str, Any]:
+    """Decode stream `source` with run `run_dir` until `seconds` of stream time (or Ctrl+C, or `max_wait_s`
+    without data). Returns the statistics (and, with keep_arrays, the frames received, mel frames and audio)."""
+    import torch
+
+    from neurovox.cli import Interrupted
+    from neurovox.decoders.streaming import StreamingDecoder
+
+    if out_wav is None and out_lsl is None and not keep_arrays:
+        raise ConfigError("Nothing to write: give --out-wav FILE and/or --out-lsl NAME.")
+    dec = load_streaming_run(run_dir)
+    pylsl = import_pylsl()
+    info = resolve(source, resolve_timeout_s)
+    n_channels = len(dec.normalizer.mean)
+    if info.channel_count() != n_channels:
+        raise DataError(f"Stream {source!r} has {info.channel_count()} channels; run {str(run_dir)!r} was trained on "
+                        f"{n_channels}. Stream the same electrodes the decoder was trained on.")
+    if abs(info.nominal_srate() - dsp.FRAME_RATE_HZ) > 1e-6:
+        hint = (" It looks like raw voltage: streaming decodes high-gamma frames (the run does not store the training "
+                "baseline of its causal extraction yet), so replay a high-gamma recording."
+                if info.nominal_srate() > dsp.FRAME_RATE_HZ else "")
+        raise DataError(f"Stream {source!r} runs at {info.nominal_srate():g} Hz; the decoder takes high-gamma frames at "
+                        f"{dsp.FRAME_RATE_HZ:g} Hz.{hint}")
+    labels = channel_labels(info)
+    # a 30 s buffer: a consumer that falls behind decodes late (the latency shows it) instead of losing samples
+    inlet = pylsl.StreamInlet(info, max_buflen=30, recover=True)
+    inlet.open_stream(timeout=resolve_timeout_s)
+    offset = inlet.time_correction(timeout=2.0)
+
+    stream = StreamingDecoder(dec.model)
+    vocoder = FrameVocoder()
+    mean_db = dec.mel_mean_db.cpu().numpy().astype(np.float64)
+    sd_db = dec.mel_sd_db.cpu().numpy().astype(np.float64)
+    outlet = audio_outlet(out_lsl, dsp.SAMPLE_RATE_HZ, f"neurovox-stream-{out_lsl}") if out_lsl else None
+    period = 1.0 / dsp.FRAME_RATE_HZ
+    want = None if seconds is None else int(round(seconds * dsp.FRAME_RATE_HZ))
+    counts = {"frames": 0, "filled_frames": 0, "late_frames": 0, "stalls": 0, "resumed_after_gap": 0}
+    latency_ms, compute_ms, frames_in, mels, audio_out = [], [], [], [], []
+    last_frame: np.ndarray | None = None
+    last_ts: float | None = None
+    wav = None
+    # one frame is a few small matrix products: one thread is faster and steadier than several (BENCHMARKS.md)
+    torch.set_num_threads(1)
+
+    def process(frame: np.ndarray, ts: float) -> None:
+        t_start = time.perf_counter()
+        x = dec.normalizer.transform(frame[None])[0]
+        out = stream.push(x).numpy().astype(np.float64)
+        mel_db = out * sd_db + mean_db
+        samples = vocoder.push(mel_db)
+        compute_ms.append((time.perf_counter() - t_start) * 1e3)
+        if outlet is not None:
+            outlet.push_chunk(samples[:, None])
+        if wav is not None:
+            wav.write(samples)
+        lat = (pylsl.local_clock() - (ts + offset)) * 1e3
+        latency_ms.append(lat)
+        counts["frames"] += 1
+        counts["late_frames"] += int(lat > 2 * period * 1e3)
+        if keep_arrays:
+            frames_in.append(frame.copy())
+            mels.append(mel_db)
+            audio_out.append(samples)
+
+    def report(final: bool = False) -> None:
+        if not status:
+            return
+        lat = np.asarray(latency_ms[-500:]) if latency_ms else np.zeros(1)
+        sys.stdout.write(f"\rframes {counts['frames']}  latency median {np.median(lat):.1f} ms p99 "
+                         f"{np.percentile(lat, 99):.1f} ms  compute {np.median(compute_ms[-500:] or [0]):.2f} ms/frame  "
+                         f"dropped {counts['filled_frames']}  stalls {counts['stalls']}   " + ("\n" if final else ""))
+        sys.stdout.flush()
+
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        if out_wav is not None:
+            import soundfile as sf
+
+            tmp = stack.enter_context(atomic_path(Path(out_wav)))  # renamed only once closed: never a half file
+            wav = stack.enter_context(sf.SoundFile(str(tmp), "w", samplerate=dsp.SAMPLE_RATE_HZ, channels=1,
+                                                   subtype="PCM_16", format="WAV"))
+        if status:
+            print(f"decoding LSL stream {source!r} ({n_channels} channels{', labels ' + labels[0] + '...' if labels else ''}) "
+                  f"with {dec.model_name} (causal) -> {out_wav or ''}{' + LSL ' + repr(out_lsl) if out_lsl else ''}; "
+                  "Ctrl+C stops", flush=True)
+        waited, next_report = 0.0, time.monotonic()
+        try:
+            while want is None or counts["frames"] < want:
+                chunk, stamps = inlet.pull_chunk(timeout=0.1)
+                if not stamps:
+                    waited += 0.1
+                    if waited >= 1.0 and waited - 0.1 < 1.0:
+                        counts["stalls"] += 1
+                        if status:
+                            print(f"\nstream {source!r} stalled: waiting for it to resume ...", flush=True)
+                    if max_wait_s is not None and waited >= max_wait_s:
+                        break
+                    continue
+                waited = 0.0
+                for frame, ts in zip(np.asarray(chunk, np.float32), stamps):
+                    gap_s = 0.0 if last_ts is None else ts - last_ts
+                    if last_frame is not None and 1.5 * period < gap_s <= MAX_FILL_S:
+                        n_gap = int(round(gap_s / period)) - 1  # a few missing frames: hold the last one
+                        for k in range(n_gap):
+                            if want is not None and counts["frames"] >= want:
+                                break
+                            counts["filled_frames"] += 1
+                            process(last_frame, last_ts + (k + 1) * period)
+                    elif gap_s > MAX_FILL_S:  # the stream was gone: carry on from its new samples
+                        counts["resumed_after_gap"] += 1
+                    if want is not None and counts["frames"] >= want:
+                        break
+                    process(frame, ts)
+                    last_frame, last_ts = frame, ts
+                    if want is not None and counts["frames"] >= want:
+                        break
+                if time.monotonic() >= next_report:
+                    report()
+                    next_report = time.monotonic() + 0.5
+        except (KeyboardInterrupt, Interrupted):  # Ctrl+C ends a session: close the WAV, write the statistics
+            pass
+        finally:
+            report(final=True)
+            inlet.close_stream()
+    lat, comp = np.asarray(latency_ms), np.asarray(compute_ms)
+    stats = {"run": str(Path(run_dir).resolve()), "source": source, "model": dec.model_name, **counts,
+             "stream_seconds": counts["frames"] * period,
+             "latency_ms": _summary(lat), "compute_ms_per_frame": _summary(comp),
+             "latency_definition": "LSL time the frame's audio was pushed minus the clock-corrected LSL time stamp of "
+                                   "its neural sample", "torch_threads": torch.get_num_threads()}
+    if stats_path is not None:
+        write_json_atomic(Path(stats_path), stats)
+    if keep_arrays:
+        stats["arrays"] = {"frames": np.asarray(frames_in), "mel_db": np.asarray(mels),
+                           "audio": np.concatenate(audio_out) if audio_out else np.zeros(0, np.float32)}
+    return stats
+
+
+def _summary(x: np.ndarray) -> dict[str, float | None]:
+    if len(x) == 0:
+        return {"median": None, "p99": None, "max": None, "mean": None}
+    return {"median": float(np.median(x)), "p99": float(np.percentile(x, 99)), "max": float(x.max()),
+            "mean": float(x.mean())}
+
+
+def offline_reference(run_dir: str | Path, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The same frames decoded offline: the whole sequence through the causal model at once (mel dB
+    (n, 80)) and `FrameVocoder.run` over it (audio (n * 128,)): what streaming must reproduce."""
+    import torch
+
+    dec = load_streaming_run(run_dir)
+    x = torch.from_numpy(dec.normalizer.transform(np.asarray(frames, np.float32))[None].astype(np.float32))
+    with torch.no_grad():
+        out = dec.model.forward_frames(x)[0]
+    mel = (out * dec.mel_sd_db + dec.mel_mean_db).numpy().astype(np.float64)
+    if not np.all(np.isfinite(mel)):
+        raise RunError("Offline decoding produced NaN/Inf.")
+    return mel, FrameVocoder().run(mel)
