@@ -20,6 +20,7 @@ LAYERS = [
     {"diffusion"},
     {"decode"},        # any decoding run -> files (both decoder families)
     {"evaluate"},
+    {"realtime"},      # live streams: a causal decoding run frame by frame
     {"cv", "demo", "cli", "commands"},  # drivers: train, decode and evaluate in sequence
 ]
 PACKAGE = Path(neurovox.__file__).parent

@@ -18,7 +18,7 @@ import sys
 import threading
 
 from neurovox import __version__
-from neurovox.errors import NeurovoxError
+from neurovox.errors import Interrupted, NeurovoxError, Terminated
 
 COMMANDS = ("simulate", "info", "preprocess", "train", "resynth", "decode", "evaluate", "listen", "contribution", "replay", "stream", "cv", "demo")
 TRAIN_TARGETS = ("speech", "decoder", "prior", "likelihood")
@@ -83,17 +83,6 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         _load(name).add_parser(sub)
     return parser
-
-
-class Terminated(BaseException):
-    """SIGTERM (a cluster's scheduler, `kill`): raised at once from the signal handler. A BaseException, so
-    that no `except Exception` on the way swallows it; every output is written atomically, and training
-    resumes from its last checkpoint when the command is rerun."""
-
-
-class Interrupted(BaseException):
-    """Ctrl+C (SIGINT), raised from our handler instead of KeyboardInterrupt: Lightning catches
-    KeyboardInterrupt itself and exits with status 1 (and leaves Ctrl+C ignored); this passes through it."""
 
 
 def _raise_terminated(signum: int, frame: object) -> None:

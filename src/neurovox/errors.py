@@ -29,3 +29,15 @@ class RunError(NeurovoxError):
 class ResourceError(NeurovoxError):
     """A computation will not fit in the memory available (a model, a window, a batch); the message
     gives the estimate, what is available and which settings to reduce."""
+
+
+class Terminated(BaseException):
+    """SIGTERM (a cluster's scheduler, `kill`): raised at once from the CLI's signal handler. A BaseException, so
+    that no `except Exception` on the way swallows it; every output is written atomically, and training
+    resumes from its last checkpoint when the command is rerun."""
+
+
+class Interrupted(BaseException):
+    """Ctrl+C (SIGINT), raised from the CLI's handler instead of KeyboardInterrupt: Lightning catches
+    KeyboardInterrupt itself and exits with status 1 (and leaves Ctrl+C ignored); this passes through it.
+    Long-running loops that end on Ctrl+C by design (`neurovox stream`, `listen`) catch it to finish cleanly."""

@@ -27,7 +27,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from neurovox.cli import Interrupted
+    from neurovox.errors import Interrupted
     from neurovox.evaluate.listening import start_server, summarize_answers
 
     server = start_server(args.eval, args.port, args.choices, args.seed)

@@ -24,7 +24,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from neurovox.cli import Interrupted
+    from neurovox.errors import Interrupted
     from neurovox.realtime.replay import replay
 
     try:

@@ -159,7 +159,7 @@ def _asr_section(test: TestSet, scores: dict[str, Any], ceil: dict[str, Any] | N
     resynthesis when there is one. The decoded, chance and no-neural accuracies are ordinary metrics."""
     if not test.vocabulary:
         return {"applies": False, "note": test.asr_note}
-    from neurovox.evaluate.asr import TOP_K, recognizer_for, word_accuracy
+    from neurovox.evaluate.asr import TOP_K, confusion_counts, recognizer_for, word_accuracy
 
     recognizer = recognizer_for(tuple(test.vocabulary))
     ref_words = recognizer.recognize(np.asarray(test.audio, dtype=np.float64))
@@ -171,7 +171,11 @@ def _asr_section(test: TestSet, scores: dict[str, Any], ceil: dict[str, Any] | N
         "vocabulary_size": len(test.vocabulary), "chance_uniform": 1.0 / len(test.vocabulary), "top_k": TOP_K,
         "chance_uniform_top_k": min(1.0, TOP_K / len(test.vocabulary)),
         "reference": summarize_trials(reference, rng, n_boot), "reference_per_trial": reference,
-        "_reference_words": ref_words}
+        "_reference_words": ref_words,
+        # spoken word (row) x recognised word (column; the last = nothing), for the report's confusion matrices
+        "confusion": {"words": list(test.vocabulary),
+                      "decoded": confusion_counts(scores["recognized"], test.labels, test.vocabulary)[0],
+                      "reference": confusion_counts(ref_words, test.labels, test.vocabulary)[0]}}
     if ceil is not None and "asr_word" in ceil["summary"]:
         out["resynthesis"] = {m: ceil["summary"][m] for m in ("asr_word", "asr_top3")}
     return out

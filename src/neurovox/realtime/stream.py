@@ -62,7 +62,7 @@ def run_stream(run_dir: str | Path, source: str, *, out_wav: str | Path | None =
     without data). Returns the statistics (and, with keep_arrays, the frames received, mel frames and audio)."""
     import torch
 
-    from neurovox.cli import Interrupted
+    from neurovox.errors import Interrupted
     from neurovox.decoders.streaming import StreamingDecoder
 
     if out_wav is None and out_lsl is None and not keep_arrays:

@@ -203,19 +203,14 @@ def asr_section(result: dict[str, Any], fig_dir: Path) -> str:
                   f"{a.get('vocabulary_size')} words (the recording's word list)</p>",
                   "<table class=\"metrics\"><thead><tr><th>audio</th><th>word accuracy (top 1)</th>"
                   f"<th>top-{a.get('top_k', 3)} accuracy</th></tr></thead><tbody>{''.join(body)}</tbody></table>"]
-    trials = result.get("trials") or []
-    if any("asr_decoded" in t for t in trials):
-        from neurovox.evaluate.asr import confusion_counts
-
-        vocab = list(a.get("vocabulary") or [])
-        labels = [t.get("label", "") for t in trials]
-        figs = []
-        for key, title in (("asr_decoded", "decoded audio"), ("asr_reference", "reference audio")):
-            if all(key in t for t in trials):
-                counts, words = confusion_counts([t[key] for t in trials], labels, vocab)
-                fig = figures.confusion_matrix(fig_dir / f"confusion_{key[4:]}.png", counts, words,
-                                               f"recognised words: {title}")
-                figs.append(f"<figure><img src=\"figures/{fig.name}\" alt=\"confusion matrix, {title}\"></figure>")
+    confusion = a.get("confusion") or {}
+    figs = []
+    for key, title in (("decoded", "decoded audio"), ("reference", "reference audio")):
+        if confusion.get(key) is not None:
+            fig = figures.confusion_matrix(fig_dir / f"confusion_{key}.png", np.asarray(confusion[key]),
+                                           list(confusion["words"]), f"recognised words: {title}")
+            figs.append(f"<figure><img src=\"figures/{fig.name}\" alt=\"confusion matrix, {title}\"></figure>")
+    if figs:
         html_parts.append("<div class=\"figs\">" + "".join(figs) + "</div>")
     html_parts.append("<p class=\"note\">Each test trial's audio is recognised by a closed-vocabulary recogniser "
                       "that must choose one word of the recording's word list; chance is 1 / vocabulary size, and the "
