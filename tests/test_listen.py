@@ -186,11 +186,16 @@ def test_listening_in_headless_chromium(eval_dir):
     rng = np.random.default_rng(0)
 
     def answer_some(driver, n):
+        from selenium.webdriver.support import expected_conditions as EC
+        from selenium.webdriver.support.ui import WebDriverWait
+
         for _ in range(n):
             radios = driver.find_elements(By.CSS_SELECTOR, 'input[name="answer"]')
             radios[int(rng.integers(len(radios)))].click()
             driver.find_elements(By.CSS_SELECTOR, 'input[name="rating"]')[int(rng.integers(5))].click()
-            driver.find_element(By.ID, "next").click()
+            button = driver.find_element(By.ID, "next")
+            button.click()
+            WebDriverWait(driver, 20).until(EC.staleness_of(button))  # the next page has replaced this one
 
     try:
         driver = _chromium()

@@ -76,7 +76,8 @@ def test_gaps_are_filled_and_a_lost_stream_is_resumed(causal_run):
 
     run, _, _ = causal_run
     pylsl = import_pylsl()
-    outlet = neural_outlet("nv-test-gap", [f"G{i:02d}" for i in range(64)], ["ecog"] * 64, "a.u.", 125.0, "nv-gap")
+    names = __import__("json").loads((run / "stream_input.json").read_text())["channel_names"]
+    outlet = neural_outlet("nv-test-gap", names, ["ecog"] * 64, "a.u.", 125.0, "nv-gap")
     frames = np.random.default_rng(0).standard_normal((200, 64)).astype(np.float32)
 
     def send():
@@ -112,5 +113,40 @@ def test_bad_streams_and_runs_are_named(causal_run):
     raw = neural_outlet("nv-test-raw", [f"G{i}" for i in range(64)], ["ecog"] * 64, "V", 1024.0, "nv-raw")  # noqa: F841
     with pytest.raises(DataError, match="1024 Hz.*raw voltage"):
         run_stream(run, "nv-test-raw", out_wav="x.wav", resolve_timeout_s=5)
+    wrong = neural_outlet("nv-test-labels", [f"X{i}" for i in range(64)], ["ecog"] * 64, "a.u.", 125.0, "nv-lab")  # noqa: F841
+    with pytest.raises(DataError, match="channel 0 is labelled 'X0'"):
+        run_stream(run, "nv-test-labels", out_wav="x.wav", resolve_timeout_s=5)
     with pytest.raises(ConfigError, match="not causal"):
         run_stream(noncausal, "nv-test-raw", out_wav="x.wav", resolve_timeout_s=1)
+
+
+def test_raw_stream_is_prepared_causally_like_training(tmp_path):
+    """A run trained on raw voltage (prepared causally) decodes a raw stream: the stream's causal high-gamma
+    frames equal the run's extraction of the same samples, and the decoded mel equals offline decoding."""
+    from neurovox.cli import main
+    from neurovox.io import read_recording
+    from neurovox.realtime.stream import _causal_extractor, _stream_input, offline_reference, run_stream
+
+    assert main(["simulate", "--out", str(tmp_path / "sim"), "--kind", "raw", "--n-trials", "20", "--seed", "5"]) == 0
+    data = next((tmp_path / "sim").rglob("*_ieeg.nwb"))  # raw voltage is written as SWPD-style NWB / iBIDS
+    run = tmp_path / "raw_causal"
+    assert main(["train", "decoder", "--data", str(data), "--model", "lstm", "--causal", "--out", str(run), "--quick",
+                 "--set", "decoder.max_steps=10", "--set", "prepare.line_noise_hz=60",
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    expected = _stream_input(run, 0)
+    assert expected["kind"] == "raw" and expected["line_hz"] == 60.0
+    thread, stop = _replay_in_thread(data, "nv-test-raw-eq", seconds=4.0, start_s=10.0)
+    try:
+        stats = run_stream(run, "nv-test-raw-eq", seconds=1.5, resolve_timeout_s=10, max_wait_s=10, status=False,
+                           keep_arrays=True)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    frames = stats["arrays"]["frames"]
+    assert len(frames) == round(1.5 * 125) and stats["filled_frames"] == 0
+    rec = read_recording(data)
+    first = int(round(10.0 * rec.neural_sfreq_hz))
+    offline = _causal_extractor(expected).process(rec.neural[first:first + int(2.0 * rec.neural_sfreq_hz)])
+    assert np.abs(frames - offline[:len(frames)]).max() <= 1e-5 * np.abs(offline).max()
+    mel, _ = offline_reference(run, frames)
+    assert np.abs(stats["arrays"]["mel_db"] - mel).max() < 1e-4

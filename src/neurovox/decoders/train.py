@@ -82,6 +82,10 @@ def prepare_data(data_path: str | Path, cfg: Any, cache_dir: Path | None = None)
     split = split_from_config(prepared, cfg.split, n_target_frames=cfg.decoder.n_target_frames,
                               n_lead_frames=cfg.decoder.n_lead_frames)
     normalizer = Normalizer().fit(prepared.neural, split.train_frame_mask)  # never test or validation frames
+    if getattr(cfg.decoder, "causal", False):  # what a live stream must carry for this run (`neurovox stream`)
+        from neurovox.preprocess.prepared import stream_input_description
+
+        prepared.stream_input = stream_input_description(rec, cfg.prepare)
     return prepared, split, normalizer
 
 
@@ -178,6 +182,8 @@ def train_decoder(data_path: str | Path, out: str | Path, cfg: Any, *, speech_ru
     run = start_run(out, kind="decoder", config=cfg, seed=cfg.seed, data_path=data_path, overwrite=overwrite,
                     extra_meta=extra)
     write_json_atomic(run.path / "normalizer.json", normalizer.state_dict())
+    if getattr(prepared, "stream_input", None) is not None:
+        write_json_atomic(run.path / "stream_input.json", prepared.stream_input)
     write_json_atomic(run.path / "layout.json", layout.to_dict() if layout is not None else None)
     t0 = time.time()
     if dcfg.model == "linear":

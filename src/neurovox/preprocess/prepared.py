@@ -285,3 +285,23 @@ def prepare(rec: Recording, cfg: PrepareConfig | None = None, cache_dir: str | o
     prep = _compute(rec, cfg, sha, chunk_mb)
     save_prepared(prep, entry)
     return prep
+
+
+def stream_input_description(rec: Recording, cfg: PrepareConfig) -> dict:
+    """What a live stream must carry to feed a decoder trained on `rec` prepared with `cfg` (saved by
+    `train decoder` as RUN/stream_input.json, read by `neurovox stream`): the kind and rate of the neural
+    samples, the channel labels, and for raw voltage everything the causal high-gamma extraction needs (the
+    channel table of the re-reference, the resolved mains frequency, the high-gamma settings)."""
+    from neurovox.preprocess.highgamma import resolve_line_noise
+    from neurovox.preprocess.reference import make_reference
+
+    rec = select_channel_set(rec, cfg.channels)
+    out = {"kind": rec.neural_kind, "rate_hz": float(rec.neural_sfreq_hz),
+           "channel_names": rec.channels["name"].astype(str).tolist()}
+    if rec.neural_kind == "raw":
+        hg = cfg.high_gamma_config()
+        line_hz, _ = resolve_line_noise(rec, hg, make_reference(rec.channels, hg.ecog_reference, hg.seeg_reference))
+        cols = [c for c in ("name", "type", "group", "bad", "row", "col") if c in rec.channels.columns]
+        out |= {"line_hz": float(line_hz), "high_gamma": dataclasses.asdict(hg),
+                "channels": json.loads(rec.channels[cols].to_json(orient="records"))}
+    return out

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import sys
+from fractions import Fraction
 import time
 from pathlib import Path
 from typing import Any
@@ -71,18 +72,26 @@ def run_stream(run_dir: str | Path, source: str, *, out_wav: str | Path | None =
     pylsl = import_pylsl()
     info = resolve(source, resolve_timeout_s)
     n_channels = len(dec.normalizer.mean)
-    if info.channel_count() != n_channels:
+    expected = _stream_input(run_dir, n_channels)
+    if info.channel_count() != expected["n_channels"]:
         raise DataError(f"Stream {source!r} has {info.channel_count()} channels; run {str(run_dir)!r} was trained on "
-                        f"{n_channels}. Stream the same electrodes the decoder was trained on.")
-    if abs(info.nominal_srate() - dsp.FRAME_RATE_HZ) > 1e-6:
-        hint = (" It looks like raw voltage: streaming decodes high-gamma frames (the run does not store the training "
-                "baseline of its causal extraction yet), so replay a high-gamma recording."
-                if info.nominal_srate() > dsp.FRAME_RATE_HZ else "")
-        raise DataError(f"Stream {source!r} runs at {info.nominal_srate():g} Hz; the decoder takes high-gamma frames at "
-                        f"{dsp.FRAME_RATE_HZ:g} Hz.{hint}")
-    labels = channel_labels(info)
+                        f"{expected['n_channels']}. Stream the same electrodes the decoder was trained on.")
+    if abs(info.nominal_srate() - expected["rate_hz"]) > 1e-6:
+        raise DataError(f"Stream {source!r} runs at {info.nominal_srate():g} Hz; run {str(run_dir)!r} was trained on "
+                        f"{expected['kind']} at {expected['rate_hz']:g} Hz"
+                        + (" (raw voltage? this run was trained on high gamma: stream high-gamma frames)"
+                           if expected["kind"] == "high_gamma" and info.nominal_srate() > dsp.FRAME_RATE_HZ else "")
+                        + ". Stream what the decoder was trained on.")
     # a 30 s buffer: a consumer that falls behind decodes late (the latency shows it) instead of losing samples
     inlet = pylsl.StreamInlet(info, max_buflen=30, recover=True)
+    names = expected.get("channel_names")
+    stream_names = channel_labels(inlet.info(timeout=resolve_timeout_s))  # the full description (resolve has headers only)
+    if names and stream_names and stream_names != names:
+        diff = next(i for i, (a, b) in enumerate(zip(stream_names, names)) if a != b)
+        raise DataError(f"Stream {source!r}'s channel {diff} is labelled {stream_names[diff]!r}; run {str(run_dir)!r} "
+                        f"expects {names[diff]!r} there. Stream the electrodes in the order of the training recording.")
+    extractor = _causal_extractor(expected) if expected["kind"] == "raw" else None
+    labels = stream_names
     inlet.open_stream(timeout=resolve_timeout_s)
     offset = inlet.time_correction(timeout=2.0)
 
@@ -144,6 +153,8 @@ def run_stream(run_dir: str | Path, source: str, *, out_wav: str | Path | None =
                   f"with {dec.model_name} (causal) -> {out_wav or ''}{' + LSL ' + repr(out_lsl) if out_lsl else ''}; "
                   "Ctrl+C stops", flush=True)
         waited, next_report = 0.0, time.monotonic()
+        # raw samples per high-gamma frame as an exact fraction (the extractor's own frame boundaries)
+        ratio = Fraction(expected["rate_hz"]).limit_denominator(10_000) / Fraction(dsp.FRAME_RATE_HZ).limit_denominator(10_000)
         try:
             while want is None or counts["frames"] < want:
                 chunk, stamps = inlet.pull_chunk(timeout=0.1)
@@ -157,7 +168,14 @@ def run_stream(run_dir: str | Path, source: str, *, out_wav: str | Path | None =
                         break
                     continue
                 waited = 0.0
-                for frame, ts in zip(np.asarray(chunk, np.float32), stamps):
+                samples_in, stamps = np.asarray(chunk, np.float32), np.asarray(stamps)
+                if extractor is not None:  # raw voltage -> causal high-gamma frames, each stamped with its last sample
+                    n_before, first = extractor.n_samples_seen, extractor.n_frames_emitted
+                    new_frames = extractor.process(samples_in)
+                    last = [-((-(i + 1) * ratio.numerator) // ratio.denominator) - 1 - n_before
+                            for i in range(first, first + len(new_frames))]   # index of each frame's last sample
+                    samples_in, stamps = new_frames, stamps[np.clip(np.asarray(last, int), 0, len(stamps) - 1)]
+                for frame, ts in zip(samples_in, stamps):
                     gap_s = 0.0 if last_ts is None else ts - last_ts
                     if last_frame is not None and 1.5 * period < gap_s <= MAX_FILL_S:
                         n_gap = int(round(gap_s / period)) - 1  # a few missing frames: hold the last one
@@ -172,8 +190,6 @@ def run_stream(run_dir: str | Path, source: str, *, out_wav: str | Path | None =
                         break
                     process(frame, ts)
                     last_frame, last_ts = frame, ts
-                    if want is not None and counts["frames"] >= want:
-                        break
                 if time.monotonic() >= next_report:
                     report()
                     next_report = time.monotonic() + 0.5
@@ -194,6 +210,28 @@ def run_stream(run_dir: str | Path, source: str, *, out_wav: str | Path | None =
         stats["arrays"] = {"frames": np.asarray(frames_in), "mel_db": np.asarray(mels),
                            "audio": np.concatenate(audio_out) if audio_out else np.zeros(0, np.float32)}
     return stats
+
+
+def _stream_input(run_dir: str | Path, n_channels: int) -> dict[str, Any]:
+    """RUN/stream_input.json (what the stream must carry); runs saved before it existed: high gamma at 125 Hz."""
+    path = Path(run_dir) / "stream_input.json"
+    info = json.loads(path.read_text()) if path.exists() else {"kind": "high_gamma", "rate_hz": dsp.FRAME_RATE_HZ}
+    info["n_channels"] = len(info["channel_names"]) if info.get("channel_names") else n_channels
+    return info
+
+
+def _causal_extractor(expected: dict[str, Any]) -> Any:
+    """The run's causal high-gamma extraction for a raw stream (same settings, re-reference and notch)."""
+    import pandas as pd
+
+    from neurovox.preprocess.config import HighGammaConfig
+    from neurovox.preprocess.highgamma import CausalHighGamma
+    from neurovox.preprocess.reference import make_reference
+
+    cfg = HighGammaConfig(**expected["high_gamma"])
+    channels = pd.DataFrame(expected["channels"])
+    return CausalHighGamma(expected["rate_hz"], make_reference(channels, cfg.ecog_reference, cfg.seeg_reference), cfg,
+                           expected["line_hz"])
 
 
 def _summary(x: np.ndarray) -> dict[str, float | None]:
