@@ -94,6 +94,7 @@ def run_stream(run_dir: str | Path, source: str, *, out_wav: str | Path | None =
     labels = stream_names
     inlet.open_stream(timeout=resolve_timeout_s)
     offset = inlet.time_correction(timeout=2.0)
+    inlet.flush()  # start from live data: what queued while connecting would only add latency
 
     stream = StreamingDecoder(dec.model)
     vocoder = FrameVocoder()
@@ -157,7 +158,12 @@ def run_stream(run_dir: str | Path, source: str, *, out_wav: str | Path | None =
         ratio = Fraction(expected["rate_hz"]).limit_denominator(10_000) / Fraction(dsp.FRAME_RATE_HZ).limit_denominator(10_000)
         try:
             while want is None or counts["frames"] < want:
-                chunk, stamps = inlet.pull_chunk(timeout=0.1)
+                # block for the next sample only, then take whatever else is already there: pull_chunk with a
+                # timeout waits out the timeout, which would add up to 100 ms of latency
+                sample, sample_ts = inlet.pull_sample(timeout=0.1)
+                chunk, stamps = inlet.pull_chunk(timeout=0.0) if sample_ts is not None else ([], [])
+                if sample_ts is not None:
+                    chunk, stamps = [sample] + list(chunk), [sample_ts] + list(stamps)
                 if not stamps:
                     waited += 0.1
                     if waited >= 1.0 and waited - 0.1 < 1.0:
