@@ -145,7 +145,10 @@ def test_raw_stream_is_prepared_causally_like_training(tmp_path):
     frames = stats["arrays"]["frames"]
     assert len(frames) == round(1.5 * 125) and stats["filled_frames"] == 0
     rec = read_recording(data)
-    first = int(round(10.0 * rec.neural_sfreq_hz))
+    # the stream starts with the first raw sample it received (what queued while connecting is flushed)
+    raw = np.asarray(rec.neural[:], np.float32)
+    first = int(np.flatnonzero(np.all(raw == stats["arrays"]["first_raw_sample"], axis=1))[0])
+    assert first >= int(round(10.0 * rec.neural_sfreq_hz))
     offline = _causal_extractor(expected).process(rec.neural[first:first + int(2.0 * rec.neural_sfreq_hz)])
     assert np.abs(frames - offline[:len(frames)]).max() <= 1e-5 * np.abs(offline).max()
     mel, _ = offline_reference(run, frames)

@@ -106,6 +106,7 @@ def run_stream(run_dir: str | Path, source: str, *, out_wav: str | Path | None =
     counts = {"frames": 0, "filled_frames": 0, "late_frames": 0, "stalls": 0, "resumed_after_gap": 0}
     latency_ms, compute_ms, frames_in, mels, audio_out = [], [], [], [], []
     last_frame: np.ndarray | None = None
+    first_raw: np.ndarray | None = None
     last_ts: float | None = None
     wav = None
     # one frame is a few small matrix products: one thread is faster and steadier than several (BENCHMARKS.md)
@@ -176,6 +177,8 @@ def run_stream(run_dir: str | Path, source: str, *, out_wav: str | Path | None =
                 waited = 0.0
                 samples_in, stamps = np.asarray(chunk, np.float32), np.asarray(stamps)
                 if extractor is not None:  # raw voltage -> causal high-gamma frames, each stamped with its last sample
+                    if keep_arrays and first_raw is None:
+                        first_raw = samples_in[0].copy()  # where in the recording the extraction started (tests)
                     n_before, first = extractor.n_samples_seen, extractor.n_frames_emitted
                     new_frames = extractor.process(samples_in)
                     last = [-((-(i + 1) * ratio.numerator) // ratio.denominator) - 1 - n_before
@@ -213,7 +216,7 @@ def run_stream(run_dir: str | Path, source: str, *, out_wav: str | Path | None =
     if stats_path is not None:
         write_json_atomic(Path(stats_path), stats)
     if keep_arrays:
-        stats["arrays"] = {"frames": np.asarray(frames_in), "mel_db": np.asarray(mels),
+        stats["arrays"] = {"frames": np.asarray(frames_in), "mel_db": np.asarray(mels), "first_raw_sample": first_raw,
                            "audio": np.concatenate(audio_out) if audio_out else np.zeros(0, np.float32)}
     return stats
 
