@@ -100,6 +100,11 @@ def evaluate_test_set(decoder: TrialDecoder, test: TestSet, out_dir: str | Path,
     elif resynthesize is not None:
         ceil = ceiling(resynthesize, test, rng, n_boot=n_boot)
         ceiling_note = ceiling_note or "formant speech model's resynthesis of the reference audio (the formant path's ceiling)"
+    # positive = the decoder is better; "above" = its paired-bootstrap CI excludes 0
+    gain = gains(scores["per_trial"], {**base_per_trial, **chance_per_trial}, rng, n_boot)
+    word_groups = by_word(test, scores["per_trial"], base_per_trial,
+                          chance["shuffled"]["per_trial"] if "shuffled" in chance else None, rng, n_boot)
+    asr_section, reference_words = _asr_section(test, scores, ceil, rng, n_boot)
     result: dict[str, Any] = {
         "title": title,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -115,14 +120,12 @@ def evaluate_test_set(decoder: TrialDecoder, test: TestSet, out_dir: str | Path,
         "chance_draws": {name: c["draws"] for name, c in chance.items()},
         "baselines": {name: b["summary"] for name, b in base.items()},
         "baseline_info": {name: {"label": v[0], "description": v[1]} for name, v in BASELINE_INFO.items() if name in base},
-        # positive = the decoder is better; "above" = its paired-bootstrap CI excludes 0
-        "gain": gains(scores["per_trial"], {**base_per_trial, **chance_per_trial}, rng, n_boot),
-        "by_word": by_word(test, scores["per_trial"], base_per_trial,
-                           chance["shuffled"]["per_trial"] if "shuffled" in chance else None, rng, n_boot),
+        "gain": gain,
+        "by_word": word_groups,
         "ceiling": ceil["summary"] if ceil else None,
         "ceiling_note": ceiling_note or "no speech model given: ceiling not computed",
         "pcc_per_bin": scores["pcc_per_bin"],
-        "asr": _asr_section(test, scores, ceil, rng, n_boot),
+        "asr": asr_section,
         "per_trial": {
             "decoded": scores["per_trial"],
             **chance_per_trial,
@@ -140,7 +143,7 @@ def evaluate_test_set(decoder: TrialDecoder, test: TestSet, out_dir: str | Path,
         result["trials"] = _write_wavs(tmp / "audio", test, decoded, extra)
         for row, words in zip(result["trials"], scores["recognized"] or []):
             row["asr_decoded"] = words
-        for row, words in zip(result["trials"], (result["asr"] or {}).pop("_reference_words", [])):
+        for row, words in zip(result["trials"], reference_words or []):
             row["asr_reference"] = words
         result = _json_clean(result)
         write_json_atomic(tmp / "metrics.json", result)
@@ -153,12 +156,13 @@ def evaluate_test_set(decoder: TrialDecoder, test: TestSet, out_dir: str | Path,
 
 
 def _asr_section(test: TestSet, scores: dict[str, Any], ceil: dict[str, Any] | None, rng: np.random.Generator,
-                 n_boot: int) -> dict[str, Any]:
+                 n_boot: int) -> tuple[dict[str, Any], list[list[str]] | None]:
     """What the word recogniser says: whether it applies (else why not), the vocabulary and its chance
     (1 / V), and its accuracy on the reference audio (the recogniser's own ceiling) and on the speech model's
-    resynthesis when there is one. The decoded, chance and no-neural accuracies are ordinary metrics."""
+    resynthesis when there is one. The decoded, chance and no-neural accuracies are ordinary metrics.
+    Returns (the metrics.json section, the reference audio's recognised words per trial or None)."""
     if not test.vocabulary:
-        return {"applies": False, "note": test.asr_note}
+        return {"applies": False, "note": test.asr_note}, None
     from neurovox.evaluate.asr import TOP_K, confusion_counts, recognizer_for, word_accuracy
 
     recognizer = recognizer_for(tuple(test.vocabulary))
@@ -171,14 +175,13 @@ def _asr_section(test: TestSet, scores: dict[str, Any], ceil: dict[str, Any] | N
         "vocabulary_size": len(test.vocabulary), "chance_uniform": 1.0 / len(test.vocabulary), "top_k": TOP_K,
         "chance_uniform_top_k": min(1.0, TOP_K / len(test.vocabulary)),
         "reference": summarize_trials(reference, rng, n_boot), "reference_per_trial": reference,
-        "_reference_words": ref_words,
         # spoken word (row) x recognised word (column; the last = nothing), for the report's confusion matrices
         "confusion": {"words": list(test.vocabulary),
                       "decoded": confusion_counts(scores["recognized"], test.labels, test.vocabulary)[0],
                       "reference": confusion_counts(ref_words, test.labels, test.vocabulary)[0]}}
     if ceil is not None and "asr_word" in ceil["summary"]:
         out["resynthesis"] = {m: ceil["summary"][m] for m in ("asr_word", "asr_top3")}
-    return out
+    return out, ref_words
 
 
 def _check_decoded(decoded: Any, test: TestSet) -> None:
