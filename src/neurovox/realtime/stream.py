@@ -92,14 +92,16 @@ def run_stream(run_dir: str | Path, source: str, *, out_wav: str | Path | None =
                         f"expects {names[diff]!r} there. Stream the electrodes in the order of the training recording.")
     extractor = _causal_extractor(expected) if expected["kind"] == "raw" else None
     labels = stream_names
-    inlet.open_stream(timeout=resolve_timeout_s)
-    offset = inlet.time_correction(timeout=2.0)
-    inlet.flush()  # start from live data: what queued while connecting would only add latency
-
+    # one frame is a few small matrix products: one thread is faster and steadier than several (BENCHMARKS.md)
+    torch.set_num_threads(1)
     stream = StreamingDecoder(dec.model)
     vocoder = FrameVocoder()
     mean_db = dec.mel_mean_db.cpu().numpy().astype(np.float64)
     sd_db = dec.mel_sd_db.cpu().numpy().astype(np.float64)
+    _warm_up(dec, mean_db, n_channels)
+    inlet.open_stream(timeout=resolve_timeout_s)
+    offset = inlet.time_correction(timeout=2.0)
+    inlet.flush()  # start from live data: what queued while connecting would only add latency
     outlet = audio_outlet(out_lsl, dsp.SAMPLE_RATE_HZ, f"neurovox-stream-{out_lsl}") if out_lsl else None
     period = 1.0 / dsp.FRAME_RATE_HZ
     want = None if seconds is None else int(round(seconds * dsp.FRAME_RATE_HZ))
@@ -109,8 +111,6 @@ def run_stream(run_dir: str | Path, source: str, *, out_wav: str | Path | None =
     first_raw: np.ndarray | None = None
     last_ts: float | None = None
     wav = None
-    # one frame is a few small matrix products: one thread is faster and steadier than several (BENCHMARKS.md)
-    torch.set_num_threads(1)
 
     def process(frame: np.ndarray, ts: float) -> None:
         t_start = time.perf_counter()
@@ -217,8 +217,24 @@ def run_stream(run_dir: str | Path, source: str, *, out_wav: str | Path | None =
         write_json_atomic(Path(stats_path), stats)
     if keep_arrays:
         stats["arrays"] = {"frames": np.asarray(frames_in), "mel_db": np.asarray(mels), "first_raw_sample": first_raw,
-                           "audio": np.concatenate(audio_out) if audio_out else np.zeros(0, np.float32)}
+                           "audio": np.concatenate(audio_out) if audio_out else np.zeros(0, np.float32),
+                           "latency_ms": lat, "compute_ms": comp}
     return stats
+
+
+def _warm_up(dec: Any, mean_db: np.ndarray, n_channels: int, n_frames: int = 50) -> None:
+    """Run throwaway copies of the decoder and vocoder over `n_frames` silent frames before the first live one.
+
+    The first calls of a model allocate its buffers and build its kernels (measured: the causal ResNet's first
+    frame took ~300 ms); paid on live data, that delay queues every following frame behind it and the backlog
+    drains over the next ~100 frames, which was the whole 1 % latency tail of the benchmark."""
+    from neurovox.decoders.streaming import StreamingDecoder
+
+    warm, vocoder = StreamingDecoder(dec.model), FrameVocoder()
+    zeros = np.zeros(n_channels, np.float32)
+    for _ in range(n_frames):
+        warm.push(dec.normalizer.transform(zeros[None])[0])
+        vocoder.push(mean_db)
 
 
 def _stream_input(run_dir: str | Path, n_channels: int) -> dict[str, Any]:
