@@ -10,9 +10,10 @@ incoming time stamps is filled by repeating the last frame (counted as dropped);
 sending is waited for (counted as a stall) and decoding resumes when it comes back. Ctrl+C ends the run
 cleanly: the WAV is closed (complete and valid) and the statistics written.
 
-Scope: high-gamma streams (what `neurovox replay` sends for a high-gamma recording). Raw-voltage streams
-need the run's causal high-gamma extraction with its training baseline, which runs do not store yet: they
-are refused with that reason.
+Input: a high-gamma stream (what `neurovox replay` sends for a high-gamma recording), or raw voltage, which
+goes through the run's own causal high-gamma extraction (settings, channel table and line frequency from
+RUN/stream_input.json, written by causal runs). Before the first live frame the decoder and vocoder run once
+over silent frames, so their start-up cost is not paid on live data.
 """
 
 from __future__ import annotations
@@ -132,13 +133,15 @@ def run_stream(run_dir: str | Path, source: str, *, out_wav: str | Path | None =
             mels.append(mel_db)
             audio_out.append(samples)
 
+    tty = sys.stdout.isatty()  # a terminal gets one status line rewritten in place; a log a line every 5 s
+
     def report(final: bool = False) -> None:
         if not status:
             return
         lat = np.asarray(latency_ms[-500:]) if latency_ms else np.zeros(1)
-        sys.stdout.write(f"\rframes {counts['frames']}  latency median {np.median(lat):.1f} ms p99 "
+        sys.stdout.write(("\r" if tty else "") + f"frames {counts['frames']}  latency median {np.median(lat):.1f} ms p99 "
                          f"{np.percentile(lat, 99):.1f} ms  compute {np.median(compute_ms[-500:] or [0]):.2f} ms/frame  "
-                         f"dropped {counts['filled_frames']}  stalls {counts['stalls']}   " + ("\n" if final else ""))
+                         f"dropped {counts['filled_frames']}  stalls {counts['stalls']}   " + ("\n" if final or not tty else ""))
         sys.stdout.flush()
 
     import contextlib
@@ -201,7 +204,7 @@ def run_stream(run_dir: str | Path, source: str, *, out_wav: str | Path | None =
                     last_frame, last_ts = frame, ts
                 if time.monotonic() >= next_report:
                     report()
-                    next_report = time.monotonic() + 0.5
+                    next_report = time.monotonic() + (0.5 if tty else 5.0)
         except (KeyboardInterrupt, Interrupted):  # Ctrl+C ends a session: close the WAV, write the statistics
             pass
         finally:
