@@ -1,21 +1,23 @@
-"""The decoder table (issues 5 and 16): every model x {non-causal, strictly causal} at its default configuration
+"""The decoder table (issues 5, 16, 20): every model x {non-causal, strictly causal, strictly anticausal} at its default configuration
 on the default simulated participant, with chance, the no-neural baseline and the gain over it (paired CI),
 the ceiling where it applies, parameters and training time, and each deep decoder against the linear
 baseline (paired bootstrap over the same test trials).
 
-    .venv/bin/python benchmarks/decoder_table.py --out DIR [--encoding realistic|linear] [--target mel|formant] [--write-md]
+    .venv/bin/python benchmarks/decoder_table.py --out DIR [--encoding realistic|linear] [--target mel|formant]
+        [--models linear,resnet,swin,lstm] [--directions noncausal,causal,anticausal] [--write-md]
 
 Stages (each an ordinary neurovox command with its own run directory under DIR, so an interrupted
 table resumes where it stopped): `neurovox simulate` (default participant: 300 words, 8x8, SNR 0 dB,
 seed 0), for `--target formant` `neurovox train speech` (default model, 700 steps: it reaches the issue-4
-bars), then for linear, ResNet3D, Swin3D and LSTM, non-causal and causal: `neurovox train decoder` with the
+bars), then for linear, ResNet3D, Swin3D and LSTM, non-causal, causal and anticausal (output frame t sees
+only neural frames >= t, the reference paper's third family): `neurovox train decoder` with the
 default configuration (its epoch budget; `--epochs` overrides it) and `neurovox evaluate` on the held-out
 test trials (last 10 of each task). Chance is the same trained model fed trial-shuffled neural windows; the
 no-neural baseline is the onset-aligned mean of the training windows (`neurovox.evaluate.baselines`); the
 ceiling is the formant speech model's resynthesis of the real audio (formant target only).
 
 Prints markdown tables and, with --write-md, replaces the generated section of BENCHMARKS.md for this
-encoding and target; DIR/report/report.html compares all eight.
+encoding and target; DIR/report/report.html compares them all.
 """
 
 from __future__ import annotations
@@ -32,20 +34,23 @@ sys.path.insert(0, str(HERE))
 from run import load_average, machine_description, replace_generated_section  # noqa: E402
 
 MODELS = ("linear", "resnet", "swin", "lstm")
+DIRECTIONS = {"noncausal": ("", [], "non-causal"), "causal": ("-causal", ["--causal"], "strictly causal"),
+              "anticausal": ("-anticausal", ["--anticausal"], "strictly anticausal")}  # name suffix, flags, label
 
 
-def _entry(eval_dir: Path, run_dir: Path, name: str, model: str, causal: bool) -> dict:
+def _entry(eval_dir: Path, run_dir: Path, name: str, model: str, direction: str) -> dict:
     from neurovox.report.tables import comparison_entry
 
     result = json.loads((eval_dir / "metrics.json").read_text())
     done = json.loads((run_dir / "DONE").read_text())
-    return comparison_entry(name, result, eval_dir / "report.html",
-                            f"{model}, {'strictly causal' if causal else 'non-causal'}",
-                            model=model, causal=causal, summary=done)
+    entry = comparison_entry(name, result, eval_dir / "report.html", f"{model}, {DIRECTIONS[direction][2]}",
+                             model=model, causal=direction == "causal", summary=done)
+    entry["direction"] = direction
+    return entry
 
 
 def versus_linear(eval_dirs: dict[str, Path]) -> str:
-    """Each deep decoder minus the linear baseline of the same causality on the same test trials: mean
+    """Each deep decoder minus the linear baseline of the same direction on the same test trials: mean
     per-trial difference of PCC and tilt-removed PCC with a paired-bootstrap 95% CI and Wilcoxon p."""
     import numpy as np
 
@@ -57,7 +62,7 @@ def versus_linear(eval_dirs: dict[str, Path]) -> str:
     for name, res in per_trial.items():
         if name.startswith("linear"):
             continue
-        ref = "linear-causal" if name.endswith("-causal") else "linear"
+        ref = "linear" + next((suffix for suffix, _, _ in DIRECTIONS.values() if suffix and name.endswith(suffix)), "")
         base = per_trial[ref]
         assert [t["trial"] for t in res["trials"]] == [t["trial"] for t in base["trials"]], (name, ref)
         cells = []
@@ -77,10 +82,10 @@ def markdown(entries: list[dict]) -> str:
     """Evaluation table (metric x decoder with chance, no-neural baseline, gain, ceiling) and a cost table."""
     from neurovox.report.tables import markdown_table
 
-    lines = ["| model | causal | parameters | training | epochs |", "|---|---|---|---|---|"]
+    lines = ["| model | direction | parameters | training | epochs |", "|---|---|---|---|---|"]
     for e in entries:
         s = e["summary"]
-        lines.append(f"| {e['model']} | {'yes' if e['causal'] else 'no'} | {s.get('n_params', 0):,} | "
+        lines.append(f"| {e['model']} | {e['direction']} | {s.get('n_params', 0):,} | "
                      f"{s.get('train_seconds', 0):.0f} s | {s.get('epochs', '-') if e['model'] != 'linear' else '-'} |")
     return markdown_table(entries) + "\n\nCost:\n\n" + "\n".join(lines)
 
@@ -95,6 +100,8 @@ def main() -> int:
                                                                 "configuration's)")
     ap.add_argument("--target", choices=("mel", "formant"), default="mel", help="deep decoders' output (default mel)")
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)} (default all)")
+    ap.add_argument("--directions", default="noncausal,causal,anticausal",
+                    help="comma-separated subset of noncausal,causal,anticausal (default all)")
     ap.add_argument("--n-trials", type=int, default=300, help="words of the simulated participant (default 300)")
     ap.add_argument("--speech-steps", type=int, default=700, help="speech model steps (default 700)")
     ap.add_argument("--encoding", choices=("realistic", "linear"), default="realistic",
@@ -115,12 +122,14 @@ def main() -> int:
                   "--set", f"speech.max_steps={args.speech_steps}"], speech / "DONE")
     entries, eval_dirs = [], {}
     models = [m for m in MODELS if m in args.models.split(",")]  # the linear baseline always: the comparisons need it
+    directions = [d for d in DIRECTIONS if d in args.directions.split(",")]
     for model in ["linear"] + [m for m in models if m != "linear"]:
-        for causal in (False, True):
-            name = model + ("-causal" if causal else "")
+        for direction in directions:
+            suffix, flags, _ = DIRECTIONS[direction]
+            name = model + suffix
             run_dir, eval_dir = out / "runs" / name, out / "eval" / name
             argv = ["train", "decoder", "--data", data, "--model", model,
-                    "--out", str(run_dir), "--seed", "0"] + (["--causal"] if causal else [])
+                    "--out", str(run_dir), "--seed", "0"] + flags
             speech_args = ["--speech", str(speech)] if args.target == "formant" and model != "linear" else []
             if model != "linear":
                 argv += speech_args + ["--target", args.target]
@@ -128,18 +137,19 @@ def main() -> int:
             _run_cli(argv, run_dir / "DONE")
             _run_cli(["evaluate", "--run", str(run_dir), "--data", data, *speech_args,
                       "--out", str(eval_dir), "--seed", "0"], eval_dir / "metrics.json")
-            entries.append(_entry(eval_dir, run_dir, name, model, causal))
+            entries.append(_entry(eval_dir, run_dir, name, model, direction))
             eval_dirs[name] = eval_dir
     budget = f"max_epochs={args.epochs}" if args.epochs else "its default epoch budget"
     write_comparison_report(entries, out / "report", title="neurovox decoders at their default configuration",
                             notes=f"Default participant ({args.encoding} encoding, {args.n_trials} words, 8x8, SNR 0 dB, "
                                   f"seed 0); deep decoders (target {args.target}) at default settings, {budget}.")
-    table = markdown(entries) + "\n\nDeep decoders against the linear baseline of the same causality (paired " \
+    table = markdown(entries) + "\n\nDeep decoders against the linear baseline of the same direction (paired " \
                                 "bootstrap over the same test trials):\n\n" + versus_linear(eval_dirs)
     minutes = (time.perf_counter() - t0) / 60
     cmd = f"`.venv/bin/python benchmarks/decoder_table.py --out DIR --encoding {args.encoding} --target {args.target}" + \
           (f" --epochs {args.epochs}" if args.epochs else "") + \
           (f" --models {args.models}" if args.models != ",".join(MODELS) else "") + \
+          (f" --directions {args.directions}" if args.directions != ",".join(DIRECTIONS) else "") + \
           (f" --n-trials {args.n_trials}" if args.n_trials != 300 else "") + \
           (f" --speech-steps {args.speech_steps}" if args.target == "formant" else "") + " --write-md`"
     head = (f"every deep decoder outputs the {'mel spectrogram (Griffin-Lim vocoder)' if args.target == 'mel' else '18 formant parameters through the speech model (' + str(args.speech_steps) + ' steps)'} "

@@ -184,6 +184,79 @@ def test_causal_linear_baseline_is_strictly_causal():
     assert not np.array_equal(centred.predict_frames(x[:2])[:, 10:30], centred.predict_frames(x2)[:, 10:30])
 
 
+# Strict anticausality (issue 20): the mirror of the causal tests ------------------------------------
+
+def _perturb_past_check(model, n_channels, ts=(0, 1, 17, 40, 63)):
+    """For each t, perturb frames < t; outputs >= t must be bit-for-bit unchanged. Returns #changed before t."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 64, n_channels, generator=g)
+    with torch.no_grad():
+        y = model.forward_frames(x)
+        changed_before = 0
+        for t in ts:
+            x2 = x.clone()
+            x2[:, :t] += 3.0 * torch.randn(x2[:, :t].shape, generator=g)
+            y2 = model.forward_frames(x2)
+            assert torch.equal(y[:, t:], y2[:, t:]), f"{model.name}: output >= {t} changed"
+            if t > 0:
+                changed_before += int(not torch.equal(y[:, :t], y2[:, :t]))
+    return changed_before
+
+
+@pytest.mark.parametrize("name", ["resnet", "swin", "lstm", "gru"])
+def test_anticausal_models_are_strictly_anticausal(name, tmp_path):
+    lay = LAYOUTS["4x16"] if name == "swin" else LAYOUTS["64"]
+    torch.manual_seed(0)
+    model = build_decoder(name, n_channels=lay.n_channels, n_out=N_OUT, causal=False, anticausal=True, layout=lay,
+                          **SMALL[name]).eval()
+    assert (model.causal, model.anticausal) == (False, True)
+    assert _perturb_past_check(model, lay.n_channels) == 4  # the past does change earlier outputs
+    model = _train_a_few_steps(model, lay.n_channels)
+    assert _perturb_past_check(model, lay.n_channels) == 4
+    # saved and rebuilt from its model_args: still anticausal, same outputs
+    rebuilt = decoder_from_args(name, model.model_args)
+    rebuilt.load_state_dict(model.state_dict())
+    x = torch.randn(1, 40, lay.n_channels)
+    with torch.no_grad():
+        assert torch.equal(rebuilt.eval().forward_frames(x), model.forward_frames(x))
+    with pytest.raises(ConfigError, match="--causal"):
+        StreamingDecoder(model)  # a model that needs the future cannot stream
+    with pytest.raises(ConfigError, match="not both"):
+        build_decoder(name, n_channels=lay.n_channels, n_out=N_OUT, causal=True, anticausal=True, layout=lay)
+
+
+def test_anticausal_linear_baseline_is_strictly_anticausal():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((30, 64, 8)).astype(np.float32)
+    mel = rng.standard_normal((30, 48, 80)).astype(np.float32)
+    model = LinearBaseline(anticausal=True, n_components=10).fit(x, mel)
+    assert model.lags_frames.tolist() == [0, 6, 12, 19, 25, 31, 38, 44, 50]
+    y = model.predict_frames(x[:2])
+    for t in (1, 20, 50, 63):
+        x2 = x[:2].copy()
+        x2[:, :t] += 5.0
+        y2 = model.predict_frames(x2)
+        assert np.array_equal(y[:, t:], y2[:, t:])
+        assert not np.array_equal(y[:, :t], y2[:, :t])
+    again = LinearBaseline.from_state_dict(model.state_dict())
+    assert again.anticausal and np.array_equal(again.predict_frames(x[:2]), y)
+    with pytest.raises(ConfigError, match="not both"):
+        LinearBaseline(causal=True, anticausal=True)
+
+
+def test_train_decoder_cli_takes_anticausal():
+    from neurovox.cli import build_parser
+    from neurovox.commands.train_decoder import build_config
+
+    args = build_parser().parse_args(["train", "decoder", "--data", "x.h5", "--model", "lstm", "--anticausal",
+                                      "--out", "r"])
+    cfg = build_config(args)
+    assert (cfg.decoder.anticausal, cfg.decoder.causal, cfg.prepare.causal) == (True, False, False)
+    args = build_parser().parse_args(["train", "decoder", "--data", "x.h5", "--causal", "--anticausal", "--out", "r"])
+    with pytest.raises(ConfigError, match="choose one"):
+        build_config(args)
+
+
 # Streaming ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["resnet", "lstm", "gru"])

@@ -95,7 +95,7 @@ def decode_run(run_dir: str | Path, data_path: str | Path, out_dir: str | Path, 
                 _write_params(tmp / "params" / stem, decoded["params"][i])
             if write_png:
                 _write_png(tmp / "png" / f"{stem}.png", win["mel_db"][i], decoded["mel_db"][i],
-                           f"{stem} '{win['labels'][i]}' ({decoder.model_name}{', causal' if decoder.causal else ''})")
+                           f"{stem} '{win['labels'][i]}' ({decoder.model_name}{', causal' if decoder.causal else ', anticausal' if decoder.anticausal else ''})")
         arrays = {"trial": win["trial"].astype(np.int64), "label": win["labels"], "decoded_mel_db": decoded["mel_db"],
                   "reference_mel_db": win["mel_db"].astype(np.float32), "speech_mask": win["speech_mask"].astype(bool)}
         if "params" in decoded:

@@ -30,6 +30,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--causal", action="store_true", default=None,
                    help="strictly causal decoder (output frame t uses only neural frames <= t); raw voltage is then "
                         "prepared causally (prepare.causal=true)")
+    p.add_argument("--anticausal", action="store_true", default=None,
+                   help="strictly anticausal decoder (output frame t uses only neural frames >= t; the reference "
+                        "paper's third model family, for comparison: it cannot run in real time)")
     p.add_argument("--cache-dir", default=None, metavar="DIR", help="feature cache (default: neurovox's cache)")
     add_config_args(p)
     add_run_args(p)
@@ -52,6 +55,8 @@ def build_config(args: argparse.Namespace):
         flags.append(f"decoder.model={args.model}")
     if args.causal:
         flags.append("decoder.causal=true")
+    if args.anticausal:
+        flags.append("decoder.anticausal=true")
     if args.target is not None:
         flags.append(f"decoder.target={args.target}")
     cfg = config_from_args(DecoderRunConfig, args, flags, quick=quick)

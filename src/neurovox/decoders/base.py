@@ -43,8 +43,37 @@ class NeuralDecoder(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+class Anticausal(NeuralDecoder):
+    """Output frame t sees only neural frames >= t: a causal model run on the time-reversed window, its
+    output reversed back. Reversing is exact (no arithmetic), so the causal model's bit-for-bit guarantee
+    holds mirrored: changing frames < t leaves outputs >= t unchanged.
+
+    Within a window it sees the frames up to the window's end, as the non-causal models do; the neural
+    lead lies before the targets, so its last target frames have the least context.
+    """
+
+    causal = False
+    anticausal = True
+
+    def __init__(self, inner: NeuralDecoder):
+        super().__init__()
+        if not inner.causal:
+            raise ConfigError("Anticausal wraps a causal model; build the inner model with causal=True.")
+        self.inner = inner
+        self.name = inner.name
+        self.model_args = {**inner.model_args, "anticausal": True}
+
+    @property
+    def out(self) -> nn.Module:
+        """The inner model's output layer (its bias is initialised from the training targets)."""
+        return self.inner.out
+
+    def forward_frames(self, neural: torch.Tensor) -> torch.Tensor:
+        return self.inner.forward_frames(neural.flip(1)).flip(1)
+
+
 def build_decoder(name: str, *, n_channels: int, n_out: int, causal: bool, layout: Any = None,
-                  **kwargs: Any) -> NeuralDecoder:
+                  anticausal: bool = False, **kwargs: Any) -> NeuralDecoder:
     """Build a decoder by name ("resnet", "swin", "lstm", "gru").
 
     Parameters
@@ -57,10 +86,16 @@ def build_decoder(name: str, *, n_channels: int, n_out: int, causal: bool, layou
         Strictly causal model.
     layout : GridLayout, optional
         Required by the grid models (resnet, swin); the recurrent models use only its bad-contact mask.
+    anticausal : bool
+        Strictly anticausal model (`Anticausal` around the causal one); excludes `causal`.
     **kwargs
         Size arguments of the model class (see each class).
     """
     check_option("model", name, MODEL_NAMES, error=ConfigError)
+    if anticausal:
+        if causal:
+            raise ConfigError("A decoder is causal or anticausal, not both.")
+        return Anticausal(build_decoder(name, n_channels=n_channels, n_out=n_out, causal=True, layout=layout, **kwargs))
     if name == "resnet":
         from neurovox.decoders.resnet import ResNet3D
         return ResNet3D(layout=_need_layout(layout, name), n_out=n_out, causal=causal, **kwargs)
@@ -84,6 +119,8 @@ def decoder_from_args(name: str, model_args: dict[str, Any]) -> NeuralDecoder:
     from neurovox.decoders.layout import GridLayout
 
     args = dict(model_args)
+    if args.pop("anticausal", False):
+        return Anticausal(decoder_from_args(name, args))
     if isinstance(args.get("layout"), dict):
         args["layout"] = GridLayout.from_dict(args["layout"])
     if name == "resnet":

@@ -21,6 +21,8 @@ class DecoderTrainConfig:
 
     model: str = "resnet"                # decoder: "linear" | "resnet" | "swin" | "lstm" | "gru"
     causal: bool = False                 # strictly causal model (output frame t sees neural frames <= t)
+    anticausal: bool = False             # strictly anticausal model (output frame t sees neural frames >= t): the
+                                         # mirror of causal, for the reference paper's comparison; cannot stream
     target: str = "mel"                  # what the deep decoder outputs: "mel" (80-bin mel dB, Griffin-Lim vocoder)
                                          # or "formant" (18 synthesizer parameters through the frozen formant
                                          # synthesizer; interpretable, but bounded by its resynthesis ceiling)
@@ -69,6 +71,9 @@ class DecoderTrainConfig:
         check_option("decoder.model", self.model, MODELS)
         check_option("decoder.target", self.target, TARGETS)
         check_option("decoder.preset", self.preset, ("small", "paper"))
+        if self.causal and self.anticausal:
+            raise ConfigError("decoder.causal and decoder.anticausal are both true: a model sees either only the past "
+                              "(--causal) or only the future (--anticausal) of each output frame; choose one.")
         check_range("decoder.aug_gain_sd", self.aug_gain_sd, 0.0, None)
         check_range("decoder.aug_channel_dropout", self.aug_channel_dropout, 0.0, 1.0)
         if self.preset == "paper":

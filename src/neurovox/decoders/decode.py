@@ -48,13 +48,15 @@ class _RunDecoder:
         self.n_lead_frames = int(dec["n_lead_frames"])
         self.n_target_frames = int(dec["n_target_frames"])
         self.causal = bool(dec.get("causal", False))
+        self.anticausal = bool(dec.get("anticausal", False))
         self.model_name = str(dec.get("model", "?"))
         self.normalizer = _load_normalizer(run.path / "normalizer.json")
         self.prepare_config = _prepare_config(run)
 
     def info(self) -> dict[str, Any]:
         """What decode.json records about the decoder."""
-        return {"model": self.model_name, "causal": self.causal, "synthesis": self.synthesis}
+        return {"model": self.model_name, "causal": self.causal, "anticausal": self.anticausal,
+                "synthesis": self.synthesis}
 
     def _check(self, neural_windows: np.ndarray) -> np.ndarray:
         x = np.asarray(neural_windows, dtype=np.float32)

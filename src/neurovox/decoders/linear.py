@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from neurovox import dsp
-from neurovox.errors import DataError, RunError
+from neurovox.errors import ConfigError, DataError, RunError
 from neurovox.utils.check import check_shape
 
 LAGS_MS = tuple(range(-200, 201, 50))
@@ -29,6 +29,7 @@ LAGS_MS = tuple(range(-200, 201, 50))
 N_COMPONENTS_GRID = (25, 50, 100, 200)
 RIDGE_GRID = (0.0, 0.01, 0.1, 1.0, 10.0)
 CAUSAL_LAGS_MS = tuple(range(-400, 1, 50))
+ANTICAUSAL_LAGS_MS = tuple(range(0, 401, 50))  # the mirror of the causal lags (the reference paper's anticausal models)
 
 
 def lags_to_frames(lags_ms: tuple[int, ...], frame_rate_hz: float) -> np.ndarray:
@@ -66,17 +67,23 @@ class LinearBaseline:
     ----------
     causal : bool
         Lags -400..0 ms (causal) instead of -200..+200 ms.
+    anticausal : bool
+        Lags 0..+400 ms (output frame t reads neural frames >= t only); excludes `causal`.
     frame_rate_hz : float
         Neural frame rate, to convert lags to frames.
     n_components : int
         PCA components (capped by the number of features and training frames).
     """
 
-    def __init__(self, causal: bool = False, frame_rate_hz: float = dsp.FRAME_RATE_HZ, n_components: int = 50):
-        self.causal = causal
+    def __init__(self, causal: bool = False, frame_rate_hz: float = dsp.FRAME_RATE_HZ, n_components: int = 50,
+                 anticausal: bool = False):
+        if causal and anticausal:
+            raise ConfigError("The linear baseline is causal or anticausal, not both.")
+        self.causal, self.anticausal = bool(causal), bool(anticausal)
         self.frame_rate_hz = float(frame_rate_hz)
         self.n_components = int(n_components)
-        self.lags_frames = lags_to_frames(CAUSAL_LAGS_MS if causal else LAGS_MS, self.frame_rate_hz)
+        lags_ms = CAUSAL_LAGS_MS if causal else ANTICAUSAL_LAGS_MS if anticausal else LAGS_MS
+        self.lags_frames = lags_to_frames(lags_ms, self.frame_rate_hz)
         self.state: dict[str, np.ndarray] | None = None
         self.chosen: dict[str, float] = {}
         self.good: np.ndarray | None = None  # (n_channels,) 1 = good contact, 0 = bad: bad channels are zeroed
@@ -180,12 +187,13 @@ class LinearBaseline:
         return self.predict_frames(neural_windows)[:, -n_target:]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"causal": self.causal, "frame_rate_hz": self.frame_rate_hz, "n_components": self.n_components,
-                **(self.state or {})}
+        return {"causal": self.causal, "anticausal": self.anticausal, "frame_rate_hz": self.frame_rate_hz,
+                "n_components": self.n_components, **(self.state or {})}
 
     @classmethod
     def from_state_dict(cls, d: dict[str, Any]) -> "LinearBaseline":
-        model = cls(bool(d["causal"]), float(d["frame_rate_hz"]), int(d["n_components"]))
+        model = cls(bool(d["causal"]), float(d["frame_rate_hz"]), int(d["n_components"]),
+                    anticausal=bool(d.get("anticausal", False)))
         keys = ("pca_mean", "pca_components", "coef", "intercept", "n_channels", "lags_frames")
         model.state = {k: np.asarray(d[k]) for k in keys}
         model.lags_frames = model.state["lags_frames"].astype(int)

@@ -94,6 +94,12 @@ OFFLINE_HG_NOTE = "offline (sosfiltfilt"
 CAUSAL_HG_NOTE = "causal (sosfilt"
 
 
+def direction_note(cfg: Any) -> str:
+    """" (causal)", " (anticausal)" or "" for a decoder section or a saved decoder config dict."""
+    get = cfg.get if isinstance(cfg, dict) else lambda k, d=None: getattr(cfg, k, d)
+    return " (causal)" if get("causal", False) else " (anticausal)" if get("anticausal", False) else ""
+
+
 def check_causal_config(cfg: Any) -> None:
     """A causal decoder needs causal features: decoder.causal=true requires prepare.causal=true (forward-only
     filters and a streaming envelope when the input is raw voltage; `neurovox train decoder --causal` sets it)."""
@@ -149,7 +155,7 @@ def train_decoder(data_path: str | Path, out: str | Path, cfg: Any, *, speech_ru
         dcfg = dataclasses.replace(dcfg, w_ref=0.0)
         cfg = dataclasses.replace(cfg, decoder=dcfg)
     extra = {"speech_run": str(Path(speech_run).resolve()) if speech_run else None, "model": dcfg.model,
-             "causal": dcfg.causal}
+             "causal": dcfg.causal, "anticausal": dcfg.anticausal}
     # Everything that can refuse the data (layout, empty split) runs before the run directory exists, so a
     # refusal leaves no half-made run behind (preparation is cached, so a resumed run does not redo it).
     check_causal_config(cfg)
@@ -210,11 +216,11 @@ def _fit_linear(run_dir: Path, data: dict[str, Any], cfg: DecoderTrainConfig, pr
     train = {k: np.concatenate([c[k] for c in chunks]) for k in ("neural", "mel_db", "speech_mask")}
     val = _collate_windows(data["val"])
     good = None if layout is None else np.asarray(layout.good, bool)  # bad contacts zeroed, as in the deep decoders
-    model = LinearBaseline(cfg.causal, float(prepared.frame_rate_hz)).fit(
+    model = LinearBaseline(cfg.causal, float(prepared.frame_rate_hz), anticausal=cfg.anticausal).fit(
         train["neural"], train["mel_db"], train["speech_mask"], val=(val["neural"], val["mel_db"], val["speech_mask"]),
         good=good)
     save_npz(run_dir / "linear.npz", model.state_dict())
-    summary: dict[str, Any] = {"model": "linear", "causal": cfg.causal, "n_params": int(model.state["coef"].size +
+    summary: dict[str, Any] = {"model": "linear", "causal": cfg.causal, "anticausal": cfg.anticausal, "n_params": int(model.state["coef"].size +
                                model.state["pca_components"].size), "chosen_on_val": model.chosen}
     if len(data["val"]):
         pred = model.predict(val["neural"], cfg.n_target_frames)
@@ -271,7 +277,7 @@ def _fit_deep(run: Any, data: dict[str, Any], cfg: DecoderTrainConfig, module: D
         save_model(run.path / "model.pt", cfg.model, module.eval_model(), mel_stats=(module.mel_mean_db, module.mel_sd_db))
     else:
         save_model(run.path / "model.pt", cfg.model, module.eval_model(), synth=module.speech.synth)
-    return {"model": cfg.model, "causal": cfg.causal, "n_params": module.decoder.n_params,
+    return {"model": cfg.model, "causal": cfg.causal, "anticausal": cfg.anticausal, "n_params": module.decoder.n_params,
             "epochs": int(trainer.current_epoch), "best_val_loss": _f(checkpoint.best_model_score),
             "val_pcc": module.mel_pcc(val_loader)}
 
@@ -290,7 +296,8 @@ def _build_mel_module(cfg: DecoderTrainConfig, layout: GridLayout | None, prepar
     from neurovox import dsp
 
     decoder = build_decoder("gru" if cfg.model == "gru" else cfg.model, n_channels=prepared.neural.shape[1],
-                            n_out=dsp.N_MELS, causal=cfg.causal, layout=layout, **model_kwargs(cfg))
+                            n_out=dsp.N_MELS, causal=cfg.causal, anticausal=cfg.anticausal, layout=layout,
+                            **model_kwargs(cfg))
     torch.nn.init.zeros_(decoder.out.bias)
     mean, sd = mel_stats(prepared, split.train_frame_mask)
     return DecoderModule(decoder, None, cfg, seed, mel_stats=(torch.from_numpy(mean), torch.from_numpy(sd)))
@@ -303,7 +310,8 @@ def _build_module(data: dict[str, Any], cfg: DecoderTrainConfig, layout: GridLay
     from neurovox.synth import N_RAW
 
     decoder = build_decoder("gru" if cfg.model == "gru" else cfg.model, n_channels=prepared.neural.shape[1],
-                            n_out=N_RAW, causal=cfg.causal, layout=layout, **model_kwargs(cfg))
+                            n_out=N_RAW, causal=cfg.causal, anticausal=cfg.anticausal, layout=layout,
+                            **model_kwargs(cfg))
     use_ref = cfg.w_ref > 0
     if use_ref and speech.encoder is None:  # train_decoder sets w_ref=0 without a speech run
         raise ConfigError("decoder.w_ref > 0 needs a speech run (--speech RUN) for the reference parameters.")
@@ -368,7 +376,7 @@ def _print_cost(module: DecoderModule, loader: Any, cfg: DecoderTrainConfig, dec
         phases = (f"{n_ref} reference-only steps x ~{ref_s:.2f} s, then " if n_ref else "") + \
                  f"{total - n_ref} steps through the synthesizer x ~{spec_s:.2f} s"
     budget = f"{steps} steps/epoch x up to {cfg.max_epochs} epochs" + (f", at most {cfg.max_steps} steps" if cfg.max_steps else "")
-    print(f"decoder {cfg.model}{' (causal)' if cfg.causal else ''}, target {cfg.target}: {decoder.n_params / 1e6:.2f} M "
+    print(f"decoder {cfg.model}{direction_note(cfg)}, target {cfg.target}: {decoder.n_params / 1e6:.2f} M "
           f"parameters; {budget}: {phases} = up to ~{total_min:.0f} min on "
           f"this machine (early stopping after {cfg.patience} epochs without improvement may end sooner)", flush=True)
 
