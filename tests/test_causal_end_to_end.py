@@ -95,12 +95,12 @@ def test_causal_decoder_needs_causal_preparation(sim_raw, tmp_path):
 
 
 def test_cli_causal_flag_prepares_causally():
-    import argparse
-
+    from neurovox.cli import build_parser
     from neurovox.commands.train_decoder import build_config
 
-    args = argparse.Namespace(overrides=["prepare.praat=false"], model="lstm", quick=False, causal=True, seed=None,
-                              config=None, target=None)
+    # through the real parser, so a new flag cannot leave this test's namespace behind
+    args = build_parser().parse_args(["train", "decoder", "--data", "x.h5", "--out", "r", "--model", "lstm",
+                                      "--causal", "--set", "prepare.praat=false"])
     assert build_config(args).prepare.causal is True
     args.overrides = ["prepare.causal=false"]                    # an explicit choice is kept (and refused later)
     assert build_config(args).prepare.causal is False
