@@ -5,12 +5,15 @@ speech model of a `neurovox train speech` run (`--target formant --speech RUN`).
     neurovox train decoder --data sim/sim01.h5 --model resnet --causal --out runs/resnet_c
     neurovox train decoder --data sim/sim01.h5 --model resnet --target formant --speech runs/speech --out runs/resnet_f
     neurovox train decoder --data sim/sim01.h5 --model linear --out runs/linear --quick
+    neurovox train decoder --data a.h5 --data b.h5 --test-data c.h5 --model lstm --out runs/cross
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from neurovox.errors import ConfigError
 from neurovox.cli import add_config_args, add_run_args, command_parser
 
 MODELS = ("linear", "resnet", "swin", "lstm", "gru")
@@ -19,7 +22,12 @@ MODELS = ("linear", "resnet", "swin", "lstm", "gru")
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = command_parser(subparsers, "decoder",
                        "train a neural decoder (linear baseline, ResNet3D, Swin3D, LSTM/GRU)", __doc__, run)
-    p.add_argument("--data", required=True, metavar="FILE", help="recording (Flinker .h5, SWPD .nwb / BIDS, ...)")
+    p.add_argument("--data", required=True, metavar="FILE", action="append",
+                   help="recording (Flinker .h5, SWPD .nwb / BIDS, ...); several with --test-data: cross-participant "
+                        "decoding (a core shared by these participants, fine-tuned on the new one)")
+    p.add_argument("--test-data", metavar="FILE", default=None,
+                   help="cross-participant decoding: the new participant; its learning curve (fine-tuned core vs "
+                        "from scratch on 10/20/50/100 %% of its training trials) goes to OUT/report.html")
     p.add_argument("--speech", metavar="RUN", default=None,
                    help="speech run (frozen encoder + synthesizer) for --target formant; without it the formant "
                         "decoders train through the default synthesizer with the spectral loss only")
@@ -85,7 +93,19 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = build_config(args)
     torch.manual_seed(cfg.seed)  # model initialisation and data order; only the CLI seeds
-    path = train_decoder(args.data, args.out, cfg, speech_run=args.speech, overwrite=args.overwrite,
+    if args.test_data is not None:
+        from neurovox.decoders.cross import cross_participant
+
+        if args.speech:
+            raise ConfigError("--speech is not used by cross-participant decoding (mel head); drop it.")
+        path = cross_participant(args.data, args.test_data, args.out, cfg, overwrite=args.overwrite,
+                                 cache_dir=args.cache_dir)
+        print(f"cross-participant run written to {path} (report: {Path(path) / 'report.html'})")
+        return 0
+    if len(args.data) > 1:
+        raise ConfigError(f"{len(args.data)} --data files given without --test-data: one recording trains one decoder; "
+                          "several are for cross-participant decoding, with the new participant as --test-data.")
+    path = train_decoder(args.data[0], args.out, cfg, speech_run=args.speech, overwrite=args.overwrite,
                          cache_dir=args.cache_dir)
     print(f"decoder run written to {path}")
     return 0

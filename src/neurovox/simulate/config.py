@@ -23,6 +23,10 @@ class SimulateConfig:
     voice: str = ""                           # corpus voice name ("" = drawn from the seed); see load_corpus().voices
     hemisphere: Literal["left", "right"] = "left"  # implanted hemisphere (metadata only)
     n_seeg_shafts: int = 6                    # number of sEEG shafts (layout "seeg"), 8-16 contacts each
+    encoding_seed: int = -1                   # seed of the electrode layout and the encoding sites (what each contact
+                                              # encodes, where); -1 = from the participant's seed. Participants with
+                                              # the same encoding_seed share that structure, not their voice,
+                                              # timeline, trial variability or noise (cross-participant decoding)
     # -- speech timeline
     n_trials: int = 300                       # number of spoken words, split evenly over the 5 tasks
     lead_in_s: float = 1.5                    # silence before the first trial (s)

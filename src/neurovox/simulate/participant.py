@@ -260,6 +260,11 @@ def simulate(cfg: SimulateConfig, rng: np.random.Generator | int | None = None,
         check_option("kind", k, ("high_gamma", "raw"))
     gen, seed = _rng(rng)
     g_layout, g_speech, g_tuning, g_noise, g_raw = (np.random.default_rng(s) for s in gen.integers(0, 2**63, 5))
+    # the realistic model's trial variability: always the participant's own (drawn first, as it always was)
+    g_var = np.random.default_rng(g_tuning.integers(2**63)) if cfg.encoding == "realistic" else None
+    if cfg.encoding_seed >= 0:  # layout and sites shared by every participant with this encoding_seed
+        g_layout, g_tuning = (np.random.default_rng(s) for s in
+                              np.random.default_rng(cfg.encoding_seed).integers(0, 2**63, 2))
     corpus = load_corpus()
     voice = cfg.voice or corpus.voices[int(g_speech.integers(len(corpus.voices)))]
     check_option("simulate.voice", voice, corpus.voices)
@@ -280,7 +285,6 @@ def simulate(cfg: SimulateConfig, rng: np.random.Generator | int | None = None,
                      amplitude=tuning.amplitude, site_kind=np.where(tuning.sensorimotor, "sensorimotor", "auditory"),
                      snr_db_per_channel=tuning.snr_db, model_arrays={})
     else:
-        g_var = np.random.default_rng(g_tuning.integers(2**63))
         res = realistic.encode_session(cfg, layout, timeline, corpus, voice, g_tuning, g_var, g_noise, fr)
         signal, noise, trial_gain = res.signal, res.noise, res.trial_gain
         nan = np.full(layout.n_channels, np.nan)
