@@ -22,6 +22,11 @@ def test_int_accepted_for_float_but_not_string_for_int():
     assert load_config(RunConfig, None, ["train.lr=1"]).train.lr == 1.0
     with pytest.raises(ConfigError, match="train.max_epochs.*integer"):
         load_config(RunConfig, None, ["train.max_epochs=many"])
+    # YAML 1.1 reads an exponent without a dot as a string; a float key takes it as the number it is
+    assert load_config(RunConfig, None, ["train.lr=3e-3"]).train.lr == 0.003
+    for bad in ("fast", "nan"):
+        with pytest.raises(ConfigError, match="train.lr.*expects a number"):
+            load_config(RunConfig, None, [f"train.lr={bad}"])
 
 
 def test_unknown_key_suggests_closest():

@@ -20,6 +20,7 @@ changes a config after loading: the saved file is what ran.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -81,6 +82,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"Config key {key!r} expects a mapping, got {value!r}.")
         return dict(value)
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads exponents without a dot (3e-3, 1e5) as strings
+            try:
+                value = float(value) if math.isfinite(float(value)) else value
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"Config key {key!r} expects a number, got {value!r}.")
         return float(value)

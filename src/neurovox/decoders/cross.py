@@ -235,7 +235,7 @@ def train_stage(model: SharedCoreDecoder, parts: list[Participant], cfg: Any, n_
         if cfg.grad_clip:
             nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if (step + 1) % EVAL_EVERY == 0 or step + 1 == n_steps:
             v = validation_loss(model, parts, val, cfg)
             if v < best["val_loss"]:
