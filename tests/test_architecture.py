@@ -21,7 +21,7 @@ LAYERS = [
     {"decode"},        # any decoding run -> files (both decoder families)
     {"evaluate"},
     {"realtime"},      # live streams: a causal decoding run frame by frame
-    {"cv", "demo", "cli", "commands"},  # drivers: train, decode and evaluate in sequence
+    {"cv", "cross", "sweep", "demo", "cli", "commands"},  # drivers: train, decode and evaluate in sequence
 ]
 PACKAGE = Path(neurovox.__file__).parent
 

@@ -1,4 +1,4 @@
-"""Cross-participant decoding (neurovox.decoders.cross, `train decoder --data A --data B --test-data C`): a shared
+"""Cross-participant decoding (neurovox.cross, `train decoder --data A --data B --test-data C`): a shared
 recurrent core pre-trained on two participants transfers to a third with the same encoding structure, the
 learning curve is written, reruns resume stage by stage, and bad input is refused before anything is written.
 
@@ -99,7 +99,7 @@ def test_the_pretrained_core_transfers_through_electrode_positions(cross_run, th
     transfers is where each electrode sits, not only a generic speech spectrum."""
     import torch
 
-    from neurovox.decoders import cross
+    from neurovox import cross
     from neurovox.decoders.train import DecoderRunConfig
     from neurovox.runs import open_run
 

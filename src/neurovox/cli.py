@@ -20,7 +20,7 @@ import threading
 from neurovox import __version__
 from neurovox.errors import Interrupted, NeurovoxError, Terminated
 
-COMMANDS = ("simulate", "info", "preprocess", "train", "resynth", "decode", "evaluate", "listen", "contribution", "replay", "stream", "cv", "demo")
+COMMANDS = ("simulate", "info", "preprocess", "train", "resynth", "decode", "evaluate", "listen", "contribution", "replay", "stream", "cv", "sweep", "demo")
 TRAIN_TARGETS = ("speech", "decoder", "prior", "likelihood")
 
 

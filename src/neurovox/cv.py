@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,15 @@ def pooled_gains(folds: list[dict[str, Any]], seed: int = 0, n_boot: int = 2000)
     return out
 
 
+def folds_of_split(split: str, n_folds: int, data_path: str | Path) -> int:
+    """How many folds `split` has on this recording: flinker 1, lowo one per word, kfold / swpd `n_folds`."""
+    if split == "lowo":  # one fold per word (sorted labels, as make_split numbers them); --folds does not apply
+        from neurovox.io import read_recording
+
+        return int(read_recording(data_path).trials["label"].astype(str).nunique())
+    return 1 if split == "flinker" else n_folds
+
+
 def run_fold(model: str, fold: int, fold_dir: Path, *, train_fn: TrainFn, evaluate_fn: EvalFn,
              data_path: Path, speech_run: Path | None, seed: int, **train_kw: Any) -> dict[str, Any]:
     """Train + evaluate one fold unless its DONE file exists; returns the fold summary."""
@@ -169,6 +179,8 @@ def run_fold(model: str, fold: int, fold_dir: Path, *, train_fn: TrainFn, evalua
     fold_dir.mkdir(parents=True, exist_ok=True)
     run_dir = train_fn(model=model, fold=fold, data_path=data_path, speech_run=speech_run,
                        run_dir=fold_dir / "run", seed=seed, **train_kw)
+    if (fold_dir / "eval").exists():  # an evaluation cut short (no DONE yet) is redone from the finished run
+        shutil.rmtree(fold_dir / "eval")
     result = evaluate_fn(Path(run_dir), data_path, fold_dir / "eval", seed, speech_run)
     summary = {"model": model, "fold": fold, **_fold_summary(result),
                "report": str((fold_dir / "eval" / "report.html").resolve())}
@@ -229,19 +241,15 @@ def run_cv(data_path: str | Path, models: Sequence[str], out_dir: str | Path, *,
         evaluate_fn = functools.partial(default_evaluate, cache_dir=cache_dir)
     if train_speech and speech_run:
         raise ConfigError("pass either a speech run (--speech) or --train-speech (one speech model per fold), not both.")
-    folds_of_split = 1 if split == "flinker" else n_folds
-    if split == "lowo":  # one fold per word (sorted labels, as make_split numbers them); --folds does not apply
-        from neurovox.io import read_recording
-
-        folds_of_split = int(read_recording(data_path).trials["label"].astype(str).nunique())
+    n_split_folds = folds_of_split(split, n_folds, data_path)
     if speech_run:   # refuse before anything is written
         check_speech_for_folds(Path(speech_run), data_path, split=split, n_folds=n_folds,
-                               folds=range(folds_of_split), overrides=overrides, config_path=config_path,
+                               folds=range(n_split_folds), overrides=overrides, config_path=config_path,
                                cache_dir=cache_dir)
-    jobs = [(m, k) for m in models for k in range(folds_of_split)]
+    jobs = [(m, k) for m in models for k in range(n_split_folds)]
     n_done = sum((out_dir / m / f"fold{k}" / "DONE").exists() for m, k in jobs)
     if progress:
-        print(f"neurovox cv: {len(models)} model(s) x {folds_of_split} fold(s) = {len(jobs)} jobs "
+        print(f"neurovox cv: {len(models)} model(s) x {n_split_folds} fold(s) = {len(jobs)} jobs "
               f"({n_done} already done) in {out_dir}")
     from tqdm.auto import tqdm
 
@@ -259,15 +267,15 @@ def run_cv(data_path: str | Path, models: Sequence[str], out_dir: str | Path, *,
             model, fold, out_dir / model / f"fold{fold}", train_fn=train_fn, evaluate_fn=evaluate_fn,
             data_path=data_path, speech_run=speech, seed=seed,
             n_folds=n_folds, split=split, causal=causal, quick=quick, overrides=tuple(overrides)))
-    summary = {"data": str(data_path.resolve()), "split": split, "n_folds": folds_of_split, "causal": causal,
+    summary = {"data": str(data_path.resolve()), "split": split, "n_folds": n_split_folds, "causal": causal,
                "seed": seed, "models": {m: {**aggregate_folds(results[m]), "folds": results[m]} for m in models}}
     write_json_atomic(out_dir / "cv_summary.json", summary)
     from neurovox.report import write_comparison_report
 
     entries = [{"name": f"{m}{' (causal)' if causal else ''}", **{k: summary["models"][m].get(k)
-                for k in ("metrics", "chance", "baselines", "gain", "by_word", "ceiling")}, "n_folds": folds_of_split,
+                for k in ("metrics", "chance", "baselines", "gain", "by_word", "ceiling")}, "n_folds": n_split_folds,
                 "report": results[m][0].get("report")} for m in models]
-    write_comparison_report(entries, out_dir, title=f"neurovox cross-validation ({split}, {folds_of_split} folds)",
+    write_comparison_report(entries, out_dir, title=f"neurovox cross-validation ({split}, {n_split_folds} folds)",
                             notes="Mean and SEM across folds of each fold's mean over its test trials; the gain over "
                                   "the no-neural baseline and the seen/unseen split pool the test trials of all folds "
                                   "(paired bootstrap over trials). With --split lowo every test word is unseen in its "

@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = build_config(args)
     torch.manual_seed(cfg.seed)  # model initialisation and data order; only the CLI seeds
     if args.test_data is not None:
-        from neurovox.decoders.cross import cross_participant
+        from neurovox.cross import cross_participant
 
         if args.speech:
             raise ConfigError("--speech is not used by cross-participant decoding (mel head); drop it.")
