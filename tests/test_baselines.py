@@ -185,6 +185,7 @@ def test_leave_one_word_out_reports_unseen_words(sim_hg_8x8):
         assert np.array_equal(windows[name], windows2[name]), name
 
 
+@pytest.mark.slow  # ~40 s on 2 cores: one linear fit and evaluation per word
 def test_cv_leave_one_word_out_pools_unseen_word_gains(sim_hg_8x8, tmp_path, capsys):
     """`neurovox cv --split lowo` with the linear decoder: every test trial is an unseen word, and the
     gains over the no-neural baselines are pooled over the folds' test trials (each tested once).

@@ -73,9 +73,10 @@ def fold_speech_run(high_snr_participant, tmp_path_factory):
     return run.path
 
 
-# The LSTM bar runs in the default suite; the grid models' bars (several minutes each on 2 cores) in `-m slow`.
-@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m in ("resnet", "swin") else m
-                                   for m in MODELS])
+# Every model's bar runs in `-m slow` (the LSTM ~1 min, the grid models several minutes each on 2 cores): the
+# default suite's decoder tests train the same models on smaller budgets (tests/test_decoders_train.py).
+@pytest.mark.slow
+@pytest.mark.parametrize("model", MODELS)
 def test_deep_decoder_reaches_90_percent_of_the_ceiling(model, high_snr_participant, fold_speech_run, tmp_path):
     path, cache = high_snr_participant
     speech_run_small = fold_speech_run

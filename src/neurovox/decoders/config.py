@@ -66,6 +66,9 @@ class DecoderTrainConfig:
     dropout: float = 0.1                 # dropout inside the decoder
     linear_passes: int = 4               # random training windows drawn per training trial (linear fit)
     device: str = "auto"                 # "auto" (GPU when available), "cpu" or "cuda"
+    devices: int = 1                     # processes per node (GPUs, or CPU processes): > 1 trains with DDP, each
+                                         # process taking batch_size / (devices x num_nodes) windows of every step
+    num_nodes: int = 1                   # machines (DDP across nodes, e.g. SLURM with one task per device)
 
     def __post_init__(self) -> None:
         check_option("decoder.model", self.model, MODELS)
@@ -86,6 +89,12 @@ class DecoderTrainConfig:
         check_range("decoder.ref_only_steps", self.ref_only_steps, 0, None)
         check_range("decoder.warmup_steps", self.warmup_steps, 0, None)
         check_option("decoder.device", self.device, ("auto", "cpu", "cuda"))
+        check_range("decoder.devices", self.devices, 1, None)
+        check_range("decoder.num_nodes", self.num_nodes, 1, None)
+        if self.batch_size % (self.devices * self.num_nodes):
+            raise ConfigError(f"decoder.batch_size ({self.batch_size}) must be a multiple of decoder.devices x "
+                              f"decoder.num_nodes ({self.devices} x {self.num_nodes}): every process takes an equal "
+                              "share of each step's windows.")
 
     def _apply_paper_sizes(self) -> None:
         """preset=paper sets the size fields; a size also set by hand would be silently overridden, so it is

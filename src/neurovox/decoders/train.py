@@ -45,7 +45,7 @@ from neurovox.decoders.speech import (FrozenSpeech, calibrate_loudness, init_out
 from neurovox.errors import ConfigError, DataError
 from neurovox.utils.files import atomic_path, write_json_atomic
 from neurovox.utils.memory import check_fits
-from neurovox.utils.training import choose_device
+from neurovox.utils.training import choose_device, ddp_settings
 
 # Names other modules import from here (the configuration and the speech helpers live in their own modules).
 __all__ = ["MODELS", "DecoderRunConfig", "DecoderTrainConfig", "SplitConfig", "model_kwargs", "quick_settings",
@@ -196,6 +196,8 @@ def train_decoder(data_path: str | Path, out: str | Path, cfg: Any, *, speech_ru
         summary = _fit_linear(run.path, data, dcfg, prepared, layout)
     else:
         summary = _fit_deep(run, data, dcfg, module, cfg.seed, progress)
+        if summary is None:  # a DDP process other than the first: its share of training is done
+            return run.path
     summary["train_seconds"] = round(time.time() - t0, 1)
     run.mark_done(summary)
     return run.path
@@ -254,14 +256,15 @@ def _build_checked_module(data: dict[str, Any], cfg: DecoderTrainConfig, layout:
 
 
 def _fit_deep(run: Any, data: dict[str, Any], cfg: DecoderTrainConfig, module: DecoderModule, seed: int,
-              progress: bool) -> dict[str, Any]:
-    """Train a deep decoder with Lightning (resuming from RUN/checkpoints/last.ckpt), save model.pt."""
+              progress: bool) -> dict[str, Any] | None:
+    """Train a deep decoder with Lightning (resuming from RUN/checkpoints/last.ckpt), save model.pt; under DDP
+    only the first process saves and summarises (the others return None)."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from neurovox.utils.resume import load_checkpoint_file, plain_loader, resume_from, step_loader
     from neurovox.utils.resume_lightning import ResumeState
 
-    train_loader = step_loader(data["train"], cfg.batch_size, seed)
+    train_loader = step_loader(data["train"], cfg.batch_size, seed, world_size=cfg.devices * cfg.num_nodes)
     val_loader = plain_loader(data["val"], cfg.batch_size)
     _print_cost(module, train_loader, cfg, module.decoder)
     checkpoint = ModelCheckpoint(dirpath=run.checkpoint_dir, filename="best", monitor="val_loss", mode="min",
@@ -271,6 +274,8 @@ def _fit_deep(run: Any, data: dict[str, Any], cfg: DecoderTrainConfig, module: D
         # The frozen speech model is in eval mode on purpose (no dropout in the reference it provides).
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
         trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from(run.checkpoint_dir / "last.ckpt"))
+    if not trainer.is_global_zero:  # DDP: the first process writes the run's files
+        return None
     if checkpoint.best_model_path and Path(checkpoint.best_model_path).exists():
         module.load_state_dict(load_checkpoint_file(Path(checkpoint.best_model_path))["state_dict"])
     if cfg.target == "mel":
@@ -339,9 +344,12 @@ def _trainer(run: Any, cfg: DecoderTrainConfig, progress: bool, callbacks: list[
     from neurovox.utils.resume_lightning import AtomicCheckpointIO
 
     remove_stale_temporaries(run.checkpoint_dir)
-    stopping = phase_early_stopping(EarlyStopping)(monitor="val_loss", mode="min", patience=cfg.patience)
+    # strict=False: a budget shorter than one epoch (decoder.max_steps) ends before the first validation
+    stopping = phase_early_stopping(EarlyStopping)(monitor="val_loss", mode="min", patience=cfg.patience, strict=False)
     return pl.Trainer(max_epochs=cfg.max_epochs, max_steps=cfg.max_steps or -1,
-                      accelerator=choose_device(cfg.device, "decoder.device"), devices=1, logger=TensorBoardLogger(str(run.path), name="logs"),
+                      accelerator=choose_device(cfg.device, "decoder.device"),
+                      # the StepSampler deals each step's batch out itself: no distributed sampler in front of it
+                      **ddp_settings(cfg.devices, cfg.num_nodes), use_distributed_sampler=False, logger=TensorBoardLogger(str(run.path), name="logs"),
                       callbacks=[stopping, *callbacks], plugins=[AtomicCheckpointIO()], enable_progress_bar=progress,
                       gradient_clip_val=cfg.grad_clip or None, log_every_n_steps=5, enable_model_summary=False,
                       num_sanity_val_steps=0, deterministic=False)

@@ -27,7 +27,7 @@ from neurovox.preprocess.leakage import record_training_data
 from neurovox.runs import Run, load_run_weights, start_run
 from neurovox.utils.check import check_option, check_range
 from neurovox.utils.memory import MemoryEstimate, check_fits
-from neurovox.utils.training import ema_update, lr_factor
+from neurovox.utils.training import ddp_settings, ema_update, lr_factor
 
 PRIOR_FILE = "prior.pt"
 
@@ -54,8 +54,16 @@ class PriorTrainConfig:
     split_fold: int = 0                 # test fold of split_scheme (kfold / lowo / swpd), index
     split_n_folds: int = 10             # folds of split_scheme (kfold / swpd), count
     num_threads: int = 0                # torch CPU threads (0 = torch default), count
+    devices: int = 1                    # processes per node (GPUs or CPU processes): > 1 trains with DDP, each
+                                        # process taking batch_size / (devices x num_nodes) windows of every step
+    num_nodes: int = 1                  # machines (DDP across nodes), count
 
     def __post_init__(self) -> None:
+        check_range("prior.devices", self.devices, 1, None)
+        check_range("prior.num_nodes", self.num_nodes, 1, None)
+        if self.batch_size % (self.devices * self.num_nodes):
+            raise ConfigError(f"prior.batch_size ({self.batch_size}) must be a multiple of prior.devices x "
+                              f"prior.num_nodes ({self.devices} x {self.num_nodes}).")
         check_option("prior.schedule", self.schedule, ("cosine", "linear"))
         check_option("prior.prediction", self.prediction, ("epsilon", "v", "x0"))
         check_range("prior.ema_decay", self.ema_decay, 0.0, 1.0)
@@ -158,11 +166,15 @@ def train_prior(out: str | Path, cfg: PriorRunConfig, *, overwrite: bool = False
           f"({pc.max_steps * pc.batch_size * pc.n_frames / 125 / 3600:.1f} h of mel seen).", flush=True)
     module = _lightning_module(cfg, denoiser, schedule)
     g = torch.Generator().manual_seed(cfg.seed)
-    train_dl = torch.utils.data.DataLoader(train_ds, batch_size=pc.batch_size, shuffle=False, drop_last=True, generator=g)
+    # Under DDP Lightning's distributed sampler deals the windows in turn (no shuffle: the windows are random
+    # already), so each step's global batch is the one a single process would take.
+    world = pc.devices * pc.num_nodes
+    train_dl = torch.utils.data.DataLoader(train_ds, batch_size=pc.batch_size // world, shuffle=False, drop_last=True,
+                                           generator=g)
     val_dl = torch.utils.data.DataLoader(val_ds, batch_size=pc.batch_size)
     ckpt = ModelCheckpoint(dirpath=run.checkpoint_dir, filename="step{step}", save_last=True,
                            every_n_train_steps=pc.val_every_steps, auto_insert_metric_name=False)
-    trainer = L.Trainer(max_steps=pc.max_steps, accelerator="auto", devices=1, logger=TensorBoardLogger(run.path / "logs", name=""),
+    trainer = L.Trainer(max_steps=pc.max_steps, accelerator="auto", **ddp_settings(pc.devices, pc.num_nodes), logger=TensorBoardLogger(run.path / "logs", name=""),
                         callbacks=[ckpt], val_check_interval=min(pc.val_every_steps, len(train_dl)),
                         check_val_every_n_epoch=None, enable_progress_bar=progress, enable_model_summary=False,
                         num_sanity_val_steps=0, log_every_n_steps=20, deterministic=False)
@@ -170,6 +182,8 @@ def train_prior(out: str | Path, cfg: PriorRunConfig, *, overwrite: bool = False
     t0 = time.perf_counter()
     trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if last.exists() else None)
     train_s = time.perf_counter() - t0
+    if not trainer.is_global_zero:  # DDP: the first process writes the run's files
+        return run
     val_loss = float(trainer.callback_metrics.get("val/loss", float("nan")))
     save_prior(run.path / PRIOR_FILE, module.ema, schedule)
     val = torch.stack([val_ds[i] for i in range(len(val_ds))])

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from neurovox.errors import RunError
+from neurovox.errors import ConfigError, RunError
 from neurovox.utils.files import atomic_path
 
 _MIX = 0x9E3779B97F4A7C15  # odd 64-bit constant (golden ratio): spreads consecutive seeds apart
@@ -57,14 +57,26 @@ class StepSampler(Sampler):
     step per batch): from scratch, a whole epoch; resumed at step s, epoch s // n_batches from batch
     s % n_batches on. The permutation of epoch e is ``randperm(n_items)`` seeded by (seed, e).
     `global_step` is bound to the trainer by `ResumeState`; unbound, iteration starts at step 0.
+
+    Under DDP (`world_size` processes, `rank` bound by `ResumeState`) every step's batch of `batch_size`
+    items is the one a single process would draw, shared out: process r takes its positions r, r + W, ...
+    (batch_size / W items); an epoch then ends on its last whole batch, so that no process waits on an empty
+    one.
     """
 
-    def __init__(self, n_items: int, batch_size: int, seed: int) -> None:
+    def __init__(self, n_items: int, batch_size: int, seed: int, world_size: int = 1) -> None:
         self.n_items, self.batch_size, self.seed = int(n_items), int(batch_size), int(seed)
+        self.world_size, self.rank = int(world_size), 0
+        if self.world_size > 1 and (self.batch_size % self.world_size or self.n_items < self.batch_size):
+            raise ConfigError(f"DDP over {self.world_size} processes needs a batch size that they share equally and "
+                              f"at least one whole batch of training windows; got batch {self.batch_size}, "
+                              f"{self.n_items} windows.")
         self.global_step: Callable[[], int] = lambda: 0
 
     @property
     def n_batches(self) -> int:
+        if self.world_size > 1:
+            return self.n_items // self.batch_size
         return max(1, -(-self.n_items // self.batch_size))
 
     def order(self, epoch: int) -> torch.Tensor:
@@ -74,11 +86,12 @@ class StepSampler(Sampler):
     def __iter__(self) -> Iterator[tuple[int, int, int]]:
         epoch, batch = divmod(int(self.global_step()), self.n_batches)
         order = self.order(epoch).tolist()
-        for pos in range(batch * self.batch_size, self.n_items):
+        end = self.n_items if self.world_size == 1 else self.n_batches * self.batch_size
+        for pos in range(batch * self.batch_size + self.rank, end, self.world_size):
             yield epoch, pos, order[pos]
 
     def __len__(self) -> int:
-        return self.n_items
+        return self.n_items if self.world_size == 1 else self.n_batches * self.batch_size // self.world_size
 
 
 class SeededItems(Dataset):
@@ -101,12 +114,13 @@ class SeededItems(Dataset):
             self.dataset.generator = own
 
 
-def step_loader(dataset: Any, batch_size: int, seed: int) -> DataLoader:
+def step_loader(dataset: Any, batch_size: int, seed: int, world_size: int = 1) -> DataLoader:
     """Shuffling training loader over a WindowDataset whose batches are a pure function of (seed, global
-    step) (`StepSampler`, `SeededItems`); num_workers = 0 (see `neurovox.preprocess.make_loader`)."""
-    sampler = StepSampler(len(dataset), batch_size, seed)
+    step) (`StepSampler`, `SeededItems`); num_workers = 0 (see `neurovox.preprocess.make_loader`). Under DDP
+    each of the `world_size` processes loads batch_size / world_size windows of every step."""
+    sampler = StepSampler(len(dataset), batch_size, seed, world_size)
     # A loader generator keeps DataLoader's per-iterator seed draw off the global torch generator.
-    return DataLoader(SeededItems(dataset, seed), batch_size=batch_size, sampler=sampler, num_workers=0,
+    return DataLoader(SeededItems(dataset, seed), batch_size=batch_size // world_size, sampler=sampler, num_workers=0,
                       drop_last=False, generator=torch.Generator().manual_seed(seed))
 
 

@@ -28,6 +28,10 @@ class ResumeState(Callback):
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if self.sampler is not None:
             self.sampler.global_step = lambda: trainer.global_step
+            if self.sampler.world_size != trainer.world_size:
+                raise RuntimeError(f"the step sampler shares batches among {self.sampler.world_size} processes, "
+                                   f"the trainer runs {trainer.world_size}")
+            self.sampler.rank = trainer.global_rank
 
     def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
         checkpoint[self.KEY] = {"rng": rng_state(), "should_stop": bool(trainer.should_stop)}

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+from typing import Any
+
 import torch
 
 from neurovox.errors import ConfigError
@@ -50,3 +52,13 @@ def choose_device(setting: str, key: str) -> str:
     if setting == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return setting
+
+
+def ddp_settings(devices: int, num_nodes: int) -> dict[str, Any]:
+    """Lightning Trainer arguments for `devices` processes on each of `num_nodes` machines: DDP (NCCL on GPUs,
+    gloo on CPUs) when there is more than one process. With the "ddp" strategy Lightning starts the other
+    processes by running the same command again (or takes SLURM's tasks); everything but training itself runs in
+    each, and only the process with `trainer.is_global_zero` writes the run's results."""
+    if devices * num_nodes == 1:
+        return {"devices": 1, "num_nodes": 1}
+    return {"devices": devices, "num_nodes": num_nodes, "strategy": "ddp"}
