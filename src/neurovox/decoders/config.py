@@ -69,6 +69,7 @@ class DecoderTrainConfig:
     devices: int = 1                     # processes per node (GPUs, or CPU processes): > 1 trains with DDP, each
                                          # process taking batch_size / (devices x num_nodes) windows of every step
     num_nodes: int = 1                   # machines (DDP across nodes, e.g. SLURM with one task per device)
+    precision: str = "32-true"           # Lightning precision: "32-true", or on GPUs "bf16-mixed" / "16-mixed"
 
     def __post_init__(self) -> None:
         check_option("decoder.model", self.model, MODELS)
@@ -90,6 +91,7 @@ class DecoderTrainConfig:
         check_range("decoder.warmup_steps", self.warmup_steps, 0, None)
         check_option("decoder.device", self.device, ("auto", "cpu", "cuda"))
         check_range("decoder.devices", self.devices, 1, None)
+        check_option("decoder.precision", self.precision, ("32-true", "bf16-mixed", "16-mixed"))
         check_range("decoder.num_nodes", self.num_nodes, 1, None)
         if self.batch_size % (self.devices * self.num_nodes):
             raise ConfigError(f"decoder.batch_size ({self.batch_size}) must be a multiple of decoder.devices x "

@@ -273,7 +273,9 @@ def _fit_deep(run: Any, data: dict[str, Any], cfg: DecoderTrainConfig, module: D
     with warnings.catch_warnings():
         # The frozen speech model is in eval mode on purpose (no dropout in the reference it provides).
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
+        fit_t0 = time.perf_counter()
         trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from(run.checkpoint_dir / "last.ckpt"))
+        fit_s = time.perf_counter() - fit_t0
     if not trainer.is_global_zero:  # DDP: the first process writes the run's files
         return None
     if checkpoint.best_model_path and Path(checkpoint.best_model_path).exists():
@@ -283,7 +285,10 @@ def _fit_deep(run: Any, data: dict[str, Any], cfg: DecoderTrainConfig, module: D
     else:
         save_model(run.path / "model.pt", cfg.model, module.eval_model(), synth=module.speech.synth)
     return {"model": cfg.model, "causal": cfg.causal, "anticausal": cfg.anticausal, "n_params": module.decoder.n_params,
-            "epochs": int(trainer.current_epoch), "best_val_loss": _f(checkpoint.best_model_score),
+            "epochs": int(trainer.current_epoch), "steps": int(trainer.global_step),
+            "windows_per_step": cfg.batch_size, "fit_seconds": round(fit_s, 2), "windows_per_s": round(trainer.global_step * cfg.batch_size / fit_s, 1),
+            "peak_gpu_memory_gb": _peak_gpu_gb(),
+            "best_val_loss": _f(checkpoint.best_model_score),
             "val_pcc": module.mel_pcc(val_loader)}
 
 
@@ -349,10 +354,16 @@ def _trainer(run: Any, cfg: DecoderTrainConfig, progress: bool, callbacks: list[
     return pl.Trainer(max_epochs=cfg.max_epochs, max_steps=cfg.max_steps or -1,
                       accelerator=choose_device(cfg.device, "decoder.device"),
                       # the StepSampler deals each step's batch out itself: no distributed sampler in front of it
-                      **ddp_settings(cfg.devices, cfg.num_nodes), use_distributed_sampler=False, logger=TensorBoardLogger(str(run.path), name="logs"),
+                      **ddp_settings(cfg.devices, cfg.num_nodes), use_distributed_sampler=False,
+                      precision=cfg.precision, logger=TensorBoardLogger(str(run.path), name="logs"),
                       callbacks=[stopping, *callbacks], plugins=[AtomicCheckpointIO()], enable_progress_bar=progress,
                       gradient_clip_val=cfg.grad_clip or None, log_every_n_steps=5, enable_model_summary=False,
                       num_sanity_val_steps=0, deterministic=False)
+
+
+def _peak_gpu_gb() -> float | None:
+    """Peak GPU memory this process allocated (GiB), None on CPU."""
+    return round(torch.cuda.max_memory_allocated() / 2**30, 3) if torch.cuda.is_available() else None
 
 
 def _f(x: Any) -> float | None:
