@@ -29,7 +29,7 @@ run() {  # name, extra args...
 import json, sys
 d = json.load(open(sys.argv[1]))
 print(f"{sys.argv[2]:<22} {d['n_params'] / 1e6:6.2f} M params  {d['steps']:5d} steps x {d['windows_per_step']} windows  "
-      f"{d['windows_per_s']:8.1f} windows/s  peak GPU memory {d['peak_gpu_memory_gb']} GiB")
+      f"{d['steps'] * d['windows_per_step'] / d['fit_seconds']:8.1f} windows/s  peak GPU memory {d['peak_gpu_memory_gb']} GiB")
 PYEOF
 }
 echo "decoders at the paper preset, $STEPS steps, precision $PRECISION:"

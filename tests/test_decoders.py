@@ -114,21 +114,23 @@ def test_layout_free_models_on_seeg(name):
 
 # Strict causality -----------------------------------------------------------------------------------
 
-def _perturb_check(model, n_channels, ts=(0, 1, 17, 40, 63)):
-    """For each t, perturb frames > t; outputs <= t must be bit-for-bit unchanged. Returns #changed after t."""
+def _perturb_check(model, n_channels, ts=(0, 1, 17, 40, 63), side="future"):
+    """For each t, perturb the frames after t (side "future") or before t ("past"); the outputs at t and on the
+    other side must be bit-for-bit unchanged. Returns how many t changed the outputs on the perturbed side."""
     g = torch.Generator().manual_seed(1)
     x = torch.randn(2, 64, n_channels, generator=g)
     with torch.no_grad():
         y = model.forward_frames(x)
-        changed_after = 0
+        changed = 0
         for t in ts:
+            moved, kept = (slice(t + 1, None), slice(0, t + 1)) if side == "future" else (slice(0, t), slice(t, None))
             x2 = x.clone()
-            x2[:, t + 1:] += 3.0 * torch.randn(x2[:, t + 1:].shape, generator=g)
+            x2[:, moved] += 3.0 * torch.randn(x2[:, moved].shape, generator=g)
             y2 = model.forward_frames(x2)
-            assert torch.equal(y[:, : t + 1], y2[:, : t + 1]), f"{model.name}: output <= {t} changed"
-            if t < 63:
-                changed_after += int(not torch.equal(y[:, t + 1:], y2[:, t + 1:]))
-    return changed_after
+            assert torch.equal(y[:, kept], y2[:, kept]), f"{model.name}: output {'<=' if side == 'future' else '>='} {t} changed"
+            if (t < 63) if side == "future" else (t > 0):
+                changed += int(not torch.equal(y[:, moved], y2[:, moved]))
+    return changed
 
 
 def _train_a_few_steps(model, n_channels, n_steps=3):
@@ -186,23 +188,6 @@ def test_causal_linear_baseline_is_strictly_causal():
 
 # Strict anticausality (issue 20): the mirror of the causal tests ------------------------------------
 
-def _perturb_past_check(model, n_channels, ts=(0, 1, 17, 40, 63)):
-    """For each t, perturb frames < t; outputs >= t must be bit-for-bit unchanged. Returns #changed before t."""
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(2, 64, n_channels, generator=g)
-    with torch.no_grad():
-        y = model.forward_frames(x)
-        changed_before = 0
-        for t in ts:
-            x2 = x.clone()
-            x2[:, :t] += 3.0 * torch.randn(x2[:, :t].shape, generator=g)
-            y2 = model.forward_frames(x2)
-            assert torch.equal(y[:, t:], y2[:, t:]), f"{model.name}: output >= {t} changed"
-            if t > 0:
-                changed_before += int(not torch.equal(y[:, :t], y2[:, :t]))
-    return changed_before
-
-
 @pytest.mark.parametrize("name", ["resnet", "swin", "lstm", "gru"])
 def test_anticausal_models_are_strictly_anticausal(name, tmp_path):
     lay = LAYOUTS["4x16"] if name == "swin" else LAYOUTS["64"]
@@ -210,9 +195,9 @@ def test_anticausal_models_are_strictly_anticausal(name, tmp_path):
     model = build_decoder(name, n_channels=lay.n_channels, n_out=N_OUT, causal=False, anticausal=True, layout=lay,
                           **SMALL[name]).eval()
     assert (model.causal, model.anticausal) == (False, True)
-    assert _perturb_past_check(model, lay.n_channels) == 4  # the past does change earlier outputs
+    assert _perturb_check(model, lay.n_channels, side="past") == 4  # the past does change earlier outputs
     model = _train_a_few_steps(model, lay.n_channels)
-    assert _perturb_past_check(model, lay.n_channels) == 4
+    assert _perturb_check(model, lay.n_channels, side="past") == 4
     # saved and rebuilt from its model_args: still anticausal, same outputs
     rebuilt = decoder_from_args(name, model.model_args)
     rebuilt.load_state_dict(model.state_dict())

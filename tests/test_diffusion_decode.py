@@ -123,6 +123,7 @@ def test_dps_conditions_on_neural_data(dps_setup, sim_hg_path):
     assert dps_mel.shape == (n, 128, 80) and dps_mel.min() >= -80.0
 
 
+@pytest.mark.slow  # ~55 s on 2 cores, most of it evaluating 30 trials; the sampler itself is in the default suite
 def test_decode_outputs_and_run_files(dps_setup, sim_hg_path, tmp_path, capsys):
     from neurovox.decode import decode_run
     from neurovox.diffusion.decode import load_trial_decoder

@@ -146,3 +146,28 @@ def test_sweep_survives_a_killed_job_resumes_it_and_reruns_for_nothing(two_parti
     assert again.returncode == 0 and "8 already done, 0 to run" in again.stdout
     assert len(list((out / "logs").iterdir())) == n_logs                          # no job was submitted
     assert seconds < 60, seconds                                                   # ~10 s idle: imports and report
+
+
+@pytest.mark.slow
+def test_formant_cells_share_one_speech_model_per_fold_trained_without_its_test_trials(two_participants, tmp_path):
+    """Formant-target decoders of one participant and fold decode through one speech model, trained first on that
+    fold's training trials only (debug executor: the jobs run in this process)."""
+    from neurovox.sweep import run_sweep
+
+    speech = ["prepare.praat=false", "speech.max_steps=12", "speech.batch_size=2", "speech.n_frames=64",
+              "speech.checkpoint_every=4", "speech.n_examples=0", "speech.warmup_steps=2", "encoder.hidden=16",
+              "encoder.n_blocks=1"]
+    grid = _grid(two_participants, ["p1.h5"], models=["lstm", "gru"], folds=[1], speech_overrides=speech,
+                 overrides=TINY + ["decoder.target=formant", "decoder.ref_only_steps=8", "decoder.spec_ffts=[512]"])
+    out = tmp_path / "sweep"
+    result = run_sweep(grid, out, executor="debug", progress=False)
+    assert result["summary"]["n_done"] == 2, result["cells"]
+    speech_run = (out / "speech" / "p1" / "kfold-fold1").resolve()
+    assert (speech_run / "DONE").exists() and len(list((out / "speech" / "p1").iterdir())) == 2  # + .kfold-fold1
+    for decoder in ("lstm", "gru"):
+        meta = json.loads((out / "cells" / "p1" / decoder / "kfold-fold1" / "run" / "run.json").read_text())
+        assert Path(meta["speech_run"]).resolve() == speech_run
+    trained = json.loads((speech_run / "run.json").read_text())["training_data"]
+    metrics = json.loads((out / "cells" / "p1" / "lstm" / "kfold-fold1" / "eval" / "metrics.json").read_text())
+    test = {t["trial"] for t in metrics["trials"]}
+    assert test and not test & set(trained[0]["trained_trials"]), "the speech model heard the fold's test trials"

@@ -286,7 +286,7 @@ def _fit_deep(run: Any, data: dict[str, Any], cfg: DecoderTrainConfig, module: D
         save_model(run.path / "model.pt", cfg.model, module.eval_model(), synth=module.speech.synth)
     return {"model": cfg.model, "causal": cfg.causal, "anticausal": cfg.anticausal, "n_params": module.decoder.n_params,
             "epochs": int(trainer.current_epoch), "steps": int(trainer.global_step),
-            "windows_per_step": cfg.batch_size, "fit_seconds": round(fit_s, 2), "windows_per_s": round(trainer.global_step * cfg.batch_size / fit_s, 1),
+            "windows_per_step": cfg.batch_size, "fit_seconds": round(fit_s, 2),  # of this process's run (resumed: since)
             "peak_gpu_memory_gb": _peak_gpu_gb(),
             "best_val_loss": _f(checkpoint.best_model_score),
             "val_pcc": module.mel_pcc(val_loader)}

@@ -165,6 +165,7 @@ def run_speech(cell: Cell, grid: SweepGrid, out: str, threads: int | None) -> st
     from neurovox.cv import train_fold_speech
 
     run_dir = Path(out) / "speech" / cell.speech_key
+    # worker.json beside the run, not in it: a run directory holds only what its run wrote
     _start_worker(run_dir.parent / f".{run_dir.name}", threads)
     train_fold_speech(fold=cell.fold, n_folds=grid.n_folds, split=cell.split, data_path=Path(cell.recording),
                       run_dir=run_dir, seed=grid.seed, quick=grid.quick, overrides=grid.speech_overrides)
