@@ -82,12 +82,20 @@ def markdown(entries: list[dict]) -> str:
     """Evaluation table (metric x decoder with chance, no-neural baseline, gain, ceiling) and a cost table."""
     from neurovox.report.tables import markdown_table
 
-    lines = ["| model | direction | parameters | training | epochs |", "|---|---|---|---|---|"]
+    lines = ["| model | direction | parameters | training | epochs | linear branch weight | val tilt-removed PCC: "
+             "network alone / branch alone / mix |", "|---|---|---|---|---|---|---|"]
     for e in entries:
         s = e["summary"]
+        mix = s.get("linear_branch") or {}
+        weight = f"{mix['weight']:.1f}" if mix else "-"
+        val = (f"{mix['val_pcc_tilt_deep_alone']:.3f} / {mix['val_pcc_tilt_linear_alone']:.3f} / "
+               f"{mix['val_pcc_tilt']:.3f}") if mix else "-"
         lines.append(f"| {e['model']} | {e['direction']} | {s.get('n_params', 0):,} | "
-                     f"{s.get('train_seconds', 0):.0f} s | {s.get('epochs', '-') if e['model'] != 'linear' else '-'} |")
-    return markdown_table(entries) + "\n\nCost:\n\n" + "\n".join(lines)
+                     f"{s.get('train_seconds', 0):.0f} s | {s.get('epochs', '-') if e['model'] != 'linear' else '-'} | "
+                     f"{weight} | {val} |")
+    return markdown_table(entries) + "\n\nCost (parameters: the network's; a linear branch adds the linear " \
+                                     "baseline's fitted coefficients, frozen) and the linear branch's weight, chosen " \
+                                     "on the validation trials:\n\n" + "\n".join(lines)
 
 
 def main() -> int:

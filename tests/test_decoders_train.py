@@ -13,6 +13,7 @@ from neurovox import dsp
 from neurovox.config import load_config
 from neurovox.decoders import load_trial_decoder
 from neurovox.decode import decode_run, trial_windows
+from neurovox.decoders.linear_branch import MIX_GRID
 from neurovox.decoders.train import DecoderRunConfig, train_decoder
 from neurovox.errors import DataError, RunError
 from neurovox.evaluate.metrics import pcc_per_trial
@@ -110,6 +111,10 @@ def test_mel_target_decoder_beats_chance_and_decodes_with_griffin_lim(tiny_parti
     assert cfg.decoder.target == "mel"
     run_dir = train_decoder(path, tmp_path / "resnet_mel", cfg, progress=False, cache_dir=root / "cache")
     assert open_run(run_dir).config["decoder"]["target"] == "mel"
+    # the linear branch's weight was chosen on the validation trials and is no worse there than either side alone
+    mix = json.loads((run_dir / "DONE").read_text())["linear_branch"]
+    assert mix["weight"] in MIX_GRID
+    assert mix["val_pcc_tilt"] >= max(mix["val_pcc_tilt_deep_alone"], mix["val_pcc_tilt_linear_alone"])
     dec = load_trial_decoder(run_dir)
     assert dec.synthesis == "griffin_lim" and dec.info()["target"] == "mel"
     win = trial_windows(dec, open_run(run_dir), path, "test")

@@ -119,6 +119,11 @@ def decoder_from_args(name: str, model_args: dict[str, Any]) -> NeuralDecoder:
     from neurovox.decoders.layout import GridLayout
 
     args = dict(model_args)
+    if "linear_branch_lags" in args:
+        from neurovox.decoders.linear_branch import WithLinearBranch
+
+        lags, n_channels = args.pop("linear_branch_lags"), args.pop("linear_branch_channels")
+        return WithLinearBranch(decoder_from_args(name, args), lags, n_channels)
     if args.pop("anticausal", False):
         return Anticausal(decoder_from_args(name, args))
     if isinstance(args.get("layout"), dict):

@@ -26,6 +26,10 @@ class DecoderTrainConfig:
     target: str = "mel"                  # what the deep decoder outputs: "mel" (80-bin mel dB, Griffin-Lim vocoder)
                                          # or "formant" (18 synthesizer parameters through the frozen formant
                                          # synthesizer; interpretable, but bounded by its resynthesis ceiling)
+    linear_branch: bool = True           # target mel: the deep decoder's output is mixed with a frozen linear
+                                         # branch (the linear baseline of the same direction, fitted on the
+                                         # training windows), weight chosen on the validation trials
+                                         # (decoders/linear_branch.py); the formant head has no mel to mix it with
     preset: str = "small"                # model sizes: "small" (CPU-sized, the *_widths/... fields below) or
                                          # "paper" (the reference implementation's sizes, for GPUs; PAPER_SIZES)
     n_target_frames: int = 128           # frames (8 ms) of audio target per window

@@ -134,7 +134,11 @@ class LinearBaseline:
         k_max = min(x.shape[1], x.shape[0] - 1)
 
         def solve(k: int, penalty: float) -> np.ndarray:                    # (80, k) coefficients
-            return (zty[:k] / (eigval[:k, None] + penalty * eigval[:k].mean())).T
+            # a direction without variance (a zeroed bad contact, more components than frames) carries nothing:
+            # coefficient 0, the minimum-norm solution, instead of a division by zero
+            denom = eigval[:k, None] + penalty * eigval[:k].mean()
+            live = denom > 1e-12 * max(float(eigval[0]), 1e-300)
+            return np.where(live, zty[:k] / np.where(live, denom, 1.0), 0.0).T
 
         if val is None:
             k, penalty = min(self.n_components, k_max), 0.0

@@ -9,7 +9,10 @@ speech features), makes the split, fits the Normalizer on training frames, and t
   Lightning: spectral loss through the frozen synthesizer, reference loss against the frozen speech
   encoder's parameters (decoders/speech.py), optional differentiable-STOI loss; early stopping on the
   validation loss, an exponential moving average of the weights (the EMA weights are validated and
-  saved), TensorBoard logs in RUN/logs and a progress bar.
+  saved), TensorBoard logs in RUN/logs and a progress bar. With target "mel" (the default) the decoder
+  outputs standardised mel dB (mean squared error) and, with `linear_branch`, is mixed after training with
+  the linear baseline fitted on the same training windows, the weight chosen on the validation trials
+  (decoders/linear_branch.py, `_choose_branch_mix`).
 
 Checkpoints (RUN/checkpoints/last.ckpt after every epoch, best.ckpt) are written atomically and hold
 everything a resumed run needs to end bit-for-bit where an uninterrupted one would (on CPU): weights,
@@ -40,6 +43,7 @@ from neurovox.decoders.config import (MODELS, DecoderRunConfig, DecoderTrainConf
                                       quick_settings)
 from neurovox.decoders.layout import GridLayout, layout_from_channels
 from neurovox.decoders.lightning_module import DecoderModule, batch_pcc, phase_early_stopping
+from neurovox.decoders.linear_branch import WithLinearBranch
 from neurovox.decoders.speech import (FrozenSpeech, calibrate_loudness, init_output_bias, load_frozen_speech,
                                       reference_frames)
 from neurovox.errors import ConfigError, DataError
@@ -209,8 +213,10 @@ def save_npz(path: Path, state: dict[str, Any]) -> None:
         np.savez(fh, **{k: np.asarray(v) for k, v in state.items()})
 
 
-def _fit_linear(run_dir: Path, data: dict[str, Any], cfg: DecoderTrainConfig, prepared: Any,
-                layout: GridLayout | None) -> dict[str, Any]:
+def fit_linear_baseline(data: dict[str, Any], cfg: DecoderTrainConfig, prepared: Any,
+                        layout: GridLayout | None) -> tuple[Any, dict[str, np.ndarray]]:
+    """The linear baseline of cfg's direction fitted on `linear_passes` random windows of every training trial,
+    its PCA size and ridge penalty chosen on the validation windows; returns it and those validation windows."""
     from neurovox.decoders.linear import LinearBaseline
 
     print(f"linear baseline: stacking context for {len(data['train'])} training trials x {cfg.linear_passes} windows")
@@ -221,6 +227,12 @@ def _fit_linear(run_dir: Path, data: dict[str, Any], cfg: DecoderTrainConfig, pr
     model = LinearBaseline(cfg.causal, float(prepared.frame_rate_hz), anticausal=cfg.anticausal).fit(
         train["neural"], train["mel_db"], train["speech_mask"], val=(val["neural"], val["mel_db"], val["speech_mask"]),
         good=good)
+    return model, val
+
+
+def _fit_linear(run_dir: Path, data: dict[str, Any], cfg: DecoderTrainConfig, prepared: Any,
+                layout: GridLayout | None) -> dict[str, Any]:
+    model, val = fit_linear_baseline(data, cfg, prepared, layout)
     save_npz(run_dir / "linear.npz", model.state_dict())
     summary: dict[str, Any] = {"model": "linear", "causal": cfg.causal, "anticausal": cfg.anticausal, "n_params": int(model.state["coef"].size +
                                model.state["pca_components"].size), "chosen_on_val": model.chosen}
@@ -240,7 +252,7 @@ def _build_checked_module(data: dict[str, Any], cfg: DecoderTrainConfig, layout:
     from neurovox.utils.resume import plain_loader
 
     if cfg.target == "mel":
-        module = _build_mel_module(cfg, layout, prepared, split, seed)
+        module = _build_mel_module(cfg, layout, prepared, split, seed, data)
     else:  # without a speech run, the default synthesizer's background noise comes from training frames only
         from neurovox.preprocess.prepared import training_noise_power
 
@@ -280,6 +292,9 @@ def _fit_deep(run: Any, data: dict[str, Any], cfg: DecoderTrainConfig, module: D
         return None
     if checkpoint.best_model_path and Path(checkpoint.best_model_path).exists():
         module.load_state_dict(load_checkpoint_file(Path(checkpoint.best_model_path))["state_dict"])
+    branch_mix = None
+    if cfg.target == "mel" and isinstance(module.eval_model(), WithLinearBranch):
+        branch_mix = _choose_branch_mix(module, data)
     if cfg.target == "mel":
         save_model(run.path / "model.pt", cfg.model, module.eval_model(), mel_stats=(module.mel_mean_db, module.mel_sd_db))
     else:
@@ -289,7 +304,21 @@ def _fit_deep(run: Any, data: dict[str, Any], cfg: DecoderTrainConfig, module: D
             "windows_per_step": cfg.batch_size, "fit_seconds": round(fit_s, 2),  # of this process's run (resumed: since)
             "peak_gpu_memory_gb": _peak_gpu_gb(),
             "best_val_loss": _f(checkpoint.best_model_score),
-            "val_pcc": module.mel_pcc(val_loader)}
+            "val_pcc": module.mel_pcc(val_loader), "linear_branch": branch_mix}
+
+
+def _choose_branch_mix(module: DecoderModule, data: dict[str, Any]) -> dict[str, float]:
+    """Weight of the linear branch, chosen on the validation windows (`WithLinearBranch.choose_mix`)."""
+    from neurovox.preprocess.splits import train_speech_mean_db
+
+    model = module.eval_model()
+    val = {k: torch.from_numpy(v) for k, v in _collate_windows(data["val"]).items() if k in ("neural", "mel_db", "speech_mask")}
+    device = next(model.parameters()).device
+    tilt = torch.from_numpy(train_speech_mean_db(data["train"].prepared, data["train"].split)).to(device)
+    chosen = model.choose_mix(val["neural"].to(device), val["mel_db"].to(device), val["speech_mask"].to(device).bool(),
+                              module.mel_mean_db, module.mel_sd_db, tilt)
+    print(f"linear branch weight chosen on {len(val['neural'])} validation windows: {json.dumps(chosen)}", flush=True)
+    return chosen
 
 
 def mel_stats(prepared: Any, train_frame_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -300,16 +329,24 @@ def mel_stats(prepared: Any, train_frame_mask: np.ndarray) -> tuple[np.ndarray, 
 
 
 def _build_mel_module(cfg: DecoderTrainConfig, layout: GridLayout | None, prepared: Any, split: Any,
-                      seed: int) -> DecoderModule:
+                      seed: int, data: dict[str, Any]) -> DecoderModule:
     """A decoder with one output per mel bin (standardised mel dB), its output layer started at 0 (the
-    training mean spectrum), in a DecoderModule without a speech model."""
+    training mean spectrum), with `linear_branch` wrapped with its linear branch (weight 0 until training ends),
+    in a DecoderModule without a speech model."""
     from neurovox import dsp
 
-    decoder = build_decoder("gru" if cfg.model == "gru" else cfg.model, n_channels=prepared.neural.shape[1],
+    n_channels = prepared.neural.shape[1]
+    decoder = build_decoder("gru" if cfg.model == "gru" else cfg.model, n_channels=n_channels,
                             n_out=dsp.N_MELS, causal=cfg.causal, anticausal=cfg.anticausal, layout=layout,
                             **model_kwargs(cfg))
     torch.nn.init.zeros_(decoder.out.bias)
     mean, sd = mel_stats(prepared, split.train_frame_mask)
+    if cfg.linear_branch:  # fitted before training, so a resumed run consumes the same random windows
+        baseline, _ = fit_linear_baseline(data, cfg, prepared, layout)
+        decoder = WithLinearBranch(decoder, [int(v) for v in baseline.lags_frames], n_channels)
+        decoder.set_from_baseline(baseline, mean, sd)
+        print(f"linear branch fitted (frozen, weight 0 while the {cfg.model} trains; its weight is chosen on the "
+              f"validation trials afterwards): {json.dumps(baseline.chosen)}")
     return DecoderModule(decoder, None, cfg, seed, mel_stats=(torch.from_numpy(mean), torch.from_numpy(sd)))
 
 

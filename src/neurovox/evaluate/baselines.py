@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from neurovox.errors import DataError
+from neurovox.preprocess.splits import train_speech_frames, train_speech_mean_db  # noqa: F401 (re-exported)
 
 BASELINES = ("constant_spectrum", "onset_mean")
 BASELINE_INFO = {
@@ -31,25 +32,6 @@ BASELINE_INFO = {
     "onset_mean": ("onset-aligned mean", "mean training window aligned on speech onset, placed at each trial's "
                                          "onset (the decoder is not told the timing; this baseline is)"),
 }
-
-
-def train_speech_frames(prepared, split) -> np.ndarray:
-    """Speech-segment frames of the split's training trials, shape (n_frames,) bool."""
-    on = prepared.trials["onset_frame"].to_numpy(np.int64)
-    off = prepared.trials["offset_frame"].to_numpy(np.int64)
-    mask = np.zeros(prepared.n_frames, dtype=bool)
-    for r in split.train_trials:
-        mask[on[r]:off[r]] = True
-    mask &= split.train_frame_mask
-    if mask.sum() < 2:
-        raise DataError(f"the split {split!r} has {int(mask.sum())} training speech frames; the no-neural baselines "
-                        "and the tilt-removed PCC need the training trials' speech. Use a split with training trials.")
-    return mask
-
-
-def train_speech_mean_db(prepared, split) -> np.ndarray:
-    """Mean mel dB of each bin over the training trials' speech frames, shape (n_mels,) float64."""
-    return np.asarray(prepared.mel_db, dtype=np.float64)[train_speech_frames(prepared, split)].mean(axis=0)
 
 
 def onset_template(prepared, split) -> np.ndarray:

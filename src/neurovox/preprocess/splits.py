@@ -278,3 +278,22 @@ class Normalizer:
     def __repr__(self) -> str:
         n = "unfitted" if self.mean is None else f"{len(self.mean)} channels from {self.n_fit_frames} frames"
         return f"<Normalizer {n}, clip +-{self.clip_sd:g} sd>"
+
+
+def train_speech_frames(prepared, split) -> np.ndarray:
+    """Speech-segment frames of the split's training trials, shape (n_frames,) bool."""
+    on = prepared.trials["onset_frame"].to_numpy(np.int64)
+    off = prepared.trials["offset_frame"].to_numpy(np.int64)
+    mask = np.zeros(prepared.n_frames, dtype=bool)
+    for r in split.train_trials:
+        mask[on[r]:off[r]] = True
+    mask &= split.train_frame_mask
+    if mask.sum() < 2:
+        raise DataError(f"the split {split!r} has {int(mask.sum())} training speech frames; the no-neural baselines "
+                        "and the tilt-removed PCC need the training trials' speech. Use a split with training trials.")
+    return mask
+
+
+def train_speech_mean_db(prepared, split) -> np.ndarray:
+    """Mean mel dB of each bin over the training trials' speech frames, shape (n_mels,) float64."""
+    return np.asarray(prepared.mel_db, dtype=np.float64)[train_speech_frames(prepared, split)].mean(axis=0)
