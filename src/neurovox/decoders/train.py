@@ -292,9 +292,7 @@ def _fit_deep(run: Any, data: dict[str, Any], cfg: DecoderTrainConfig, module: D
         return None
     if checkpoint.best_model_path and Path(checkpoint.best_model_path).exists():
         module.load_state_dict(load_checkpoint_file(Path(checkpoint.best_model_path))["state_dict"])
-    branch_mix = None
-    if cfg.target == "mel" and isinstance(module.eval_model(), WithLinearBranch):
-        branch_mix = _choose_branch_mix(module, data)
+    branch_mix = _choose_branch_mix(module, data) if isinstance(module.eval_model(), WithLinearBranch) else None
     if cfg.target == "mel":
         save_model(run.path / "model.pt", cfg.model, module.eval_model(), mel_stats=(module.mel_mean_db, module.mel_sd_db))
     else:
@@ -343,7 +341,7 @@ def _build_mel_module(cfg: DecoderTrainConfig, layout: GridLayout | None, prepar
     mean, sd = mel_stats(prepared, split.train_frame_mask)
     if cfg.linear_branch:  # fitted before training, so a resumed run consumes the same random windows
         baseline, _ = fit_linear_baseline(data, cfg, prepared, layout)
-        decoder = WithLinearBranch(decoder, [int(v) for v in baseline.lags_frames], n_channels)
+        decoder = WithLinearBranch(decoder, list(baseline.lags_frames), n_channels)
         decoder.set_from_baseline(baseline, mean, sd)
         print(f"linear branch fitted (frozen, weight 0 while the {cfg.model} trains; its weight is chosen on the "
               f"validation trials afterwards): {json.dumps(baseline.chosen)}")
