@@ -160,7 +160,8 @@ def test_metrics_json_reports_baselines_words_and_honest_ceiling(linear_eval, si
 
 
 def test_leave_one_word_out_reports_unseen_words(sim_hg_8x8):
-    from neurovox.evaluate.baselines import baseline_windows, seen_words, train_speech_mean_db
+    from neurovox.evaluate.baselines import baseline_windows, seen_words
+    from neurovox.preprocess.splits import train_speech_mean_db
     from neurovox.preprocess import PrepareConfig, make_split, prepare
 
     prep = prepare(sim_hg_8x8[0], PrepareConfig(praat=False), use_cache=False)

@@ -15,8 +15,9 @@ exactly like a decoder (every metric, bootstrap CI, audio by Griffin-Lim):
   beats it decoded content beyond when speech happens. For Flinker-style test windows (one per
   trial, starting `pre_onset_frames` before onset) its prediction is the mean training window itself.
 
-`train_speech_mean_db` (the per-bin mean that the tilt-removed PCC subtracts) and `seen_words` (is a
-test trial's word among the training words) live here too: they are statistics of the training side.
+`seen_words` (is a test trial's word among the training words) lives here too: a statistic of the training
+side. `train_speech_mean_db` (the per-bin mean that the tilt-removed PCC subtracts) lives in
+`neurovox.preprocess.splits`, beside the split it reads, so that training can use it without this layer.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from neurovox.errors import DataError
-from neurovox.preprocess.splits import train_speech_frames, train_speech_mean_db  # noqa: F401 (re-exported)
+from neurovox.preprocess.splits import train_speech_mean_db
 
 BASELINES = ("constant_spectrum", "onset_mean")
 BASELINE_INFO = {

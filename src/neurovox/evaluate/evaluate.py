@@ -25,7 +25,7 @@ import numpy as np
 
 from neurovox import __version__, dsp
 from neurovox.errors import DataError, RunError
-from neurovox.evaluate.baselines import BASELINE_INFO, baseline_windows, seen_words, train_speech_mean_db
+from neurovox.evaluate.baselines import BASELINE_INFO, baseline_windows, seen_words
 from neurovox.evaluate.chance import (
     METRIC_INFO,
     TestSet,
@@ -42,6 +42,7 @@ from neurovox.evaluate.chance import (
 )
 from neurovox.decode import DECODER_KINDS, load_decoder
 from neurovox.io.audio import playable
+from neurovox.preprocess.splits import train_speech_mean_db
 from neurovox.runs import git_hash, open_run
 from neurovox.utils.files import atomic_path, sha256_file, write_json_atomic
 
