@@ -31,7 +31,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from run import load_average, machine_description, replace_generated_section  # noqa: E402
+from run import load_average, machine_description, write_generated_section  # noqa: E402
 
 MODELS = ("linear", "resnet", "swin", "lstm")
 DIRECTIONS = {"noncausal": ("", [], "non-causal"), "causal": ("-causal", ["--causal"], "strictly causal"),
@@ -176,9 +176,7 @@ def main() -> int:
     print("\n" + table)
     if args.write_md:
         name = f"decoder-table-{args.encoding}-{args.target}"
-        section = (f"<!-- generated:{name} (benchmarks/decoder_table.py --write-md; do not edit by hand) -->\n"
-                   f"{body}<!-- /generated:{name} -->\n")
-        replace_generated_section(HERE.parent / "BENCHMARKS.md", name, section)
+        write_generated_section(name, "decoder_table.py", body)
         print("BENCHMARKS.md updated")
     return 0
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from run import load_average, machine_description, replace_generated_section  # noqa: E402
+from run import load_average, machine_description, write_generated_section  # noqa: E402
 
 DENSITIES = {"hb": [], "ld": ["--set", "prepare.channels=ld_from_hb"]}
 
@@ -96,9 +96,7 @@ def main() -> int:
     print("\n" + table)
     if args.write_md:
         name = "ld-vs-hb"
-        replace_generated_section(HERE.parent / "BENCHMARKS.md", name,
-                                  f"<!-- generated:{name} (benchmarks/ld_vs_hb.py --write-md; do not edit by hand) -->\n"
-                                  f"{body}<!-- /generated:{name} -->\n")
+        write_generated_section(name, "ld_vs_hb.py", body)
         print("BENCHMARKS.md updated")
     return 0
 

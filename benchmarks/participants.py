@@ -35,7 +35,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from decoder_table import DIRECTIONS, MODELS  # noqa: E402
-from run import load_average, machine_description, replace_generated_section  # noqa: E402
+from run import load_average, machine_description, write_generated_section  # noqa: E402
 
 METRIC = "pcc_tilt"  # tilt-removed PCC: the bar
 
@@ -140,9 +140,7 @@ def main() -> int:
                 f"like the decoder table on its 50 held-out test trials: tilt-removed PCC (per-trial mean), gains "
                 f"with a paired bootstrap 95% CI over those trials (✓: CI above 0). No default, hyperparameter or "
                 f"branch weight was chosen on these participants.\n\n{table}\n")
-        section = (f"<!-- generated:{name} (benchmarks/participants.py --write-md; do not edit by hand) -->\n"
-                   f"{body}<!-- /generated:{name} -->\n")
-        replace_generated_section(HERE.parent / "BENCHMARKS.md", name, section)
+        write_generated_section(name, "participants.py", body)
         print("BENCHMARKS.md updated")
     return 0
 

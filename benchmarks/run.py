@@ -109,6 +109,14 @@ def replace_generated_section(md: Path, name: str, section: str) -> None:
     md.write_text(text)
 
 
+def write_generated_section(name: str, script: str, body: str) -> None:
+    """Replace (or append) the generated section `name` of BENCHMARKS.md with `body`, marked as written by
+    `benchmarks/<script> --write-md`."""
+    replace_generated_section(HERE.parent / "BENCHMARKS.md", name,
+                              f"<!-- generated:{name} (benchmarks/{script} --write-md; do not edit by hand) -->\n"
+                              f"{body}<!-- /generated:{name} -->\n")
+
+
 def write_markdown(md: Path, result: dict) -> None:
     replace_generated_section(md, result["size"], markdown_section(result))
 
