@@ -23,6 +23,7 @@ TOLERANCE = 1e-4  # max |weight difference|; measured 4e-7 (weights of magnitude
 #                   first DDP epoch's end
 
 
+@pytest.mark.slow  # 34 s (two fresh processes and their process group); in the slow group to keep the default one under 8 min
 def test_two_cpu_processes_train_the_weights_of_one(sim_hg_path, tmp_path):
     env = {**os.environ, "NEUROVOX_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     logs = {}
