@@ -26,6 +26,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -36,6 +37,23 @@ from run import load_average, machine_description, write_generated_section  # no
 MODELS = ("linear", "resnet", "swin", "lstm")
 DIRECTIONS = {"noncausal": ("", [], "non-causal"), "causal": ("-causal", ["--causal"], "strictly causal"),
               "anticausal": ("-anticausal", ["--anticausal"], "strictly anticausal")}  # name suffix, flags, label
+
+
+def train_and_evaluate(out: Path, data: str, model: str, direction: str, train_args: Sequence[str] = (),
+                       eval_args: Sequence[str] = ()) -> tuple[str, Path, Path]:
+    """`neurovox train decoder` (seed 0, default configuration plus `train_args`) then `neurovox evaluate` of one
+    model x direction into OUT/runs/NAME and OUT/eval/NAME, each stage skipped when already done; returns
+    (NAME, run dir, eval dir)."""
+    from neurovox.demo import _run_cli
+
+    suffix, flags, _ = DIRECTIONS[direction]
+    name = model + suffix
+    run_dir, eval_dir = out / "runs" / name, out / "eval" / name
+    _run_cli(["train", "decoder", "--data", data, "--model", model, "--out", str(run_dir), "--seed", "0", *flags,
+              *train_args], run_dir / "DONE")
+    _run_cli(["evaluate", "--run", str(run_dir), "--data", data, *eval_args, "--out", str(eval_dir), "--seed", "0"],
+             eval_dir / "metrics.json")
+    return name, run_dir, eval_dir
 
 
 def _entry(eval_dir: Path, run_dir: Path, name: str, model: str, direction: str) -> dict:
@@ -133,18 +151,10 @@ def main() -> int:
     directions = [d for d in DIRECTIONS if d in args.directions.split(",")]
     for model in ["linear"] + [m for m in models if m != "linear"]:
         for direction in directions:
-            suffix, flags, _ = DIRECTIONS[direction]
-            name = model + suffix
-            run_dir, eval_dir = out / "runs" / name, out / "eval" / name
-            argv = ["train", "decoder", "--data", data, "--model", model,
-                    "--out", str(run_dir), "--seed", "0"] + flags
             speech_args = ["--speech", str(speech)] if args.target == "formant" and model != "linear" else []
-            if model != "linear":
-                argv += speech_args + ["--target", args.target]
-                argv += ["--set", f"decoder.max_epochs={args.epochs}"] if args.epochs else []
-            _run_cli(argv, run_dir / "DONE")
-            _run_cli(["evaluate", "--run", str(run_dir), "--data", data, *speech_args,
-                      "--out", str(eval_dir), "--seed", "0"], eval_dir / "metrics.json")
+            train_args = [] if model == "linear" else speech_args + ["--target", args.target] + (
+                ["--set", f"decoder.max_epochs={args.epochs}"] if args.epochs else [])
+            name, run_dir, eval_dir = train_and_evaluate(out, data, model, direction, train_args, speech_args)
             entries.append(_entry(eval_dir, run_dir, name, model, direction))
             eval_dirs[name] = eval_dir
     budget = f"max_epochs={args.epochs}" if args.epochs else "its default epoch budget"

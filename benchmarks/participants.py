@@ -34,7 +34,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from decoder_table import DIRECTIONS, MODELS  # noqa: E402
+from decoder_table import DIRECTIONS, MODELS, train_and_evaluate  # noqa: E402
 from run import load_average, machine_description, write_generated_section  # noqa: E402
 
 METRIC = "pcc_tilt"  # tilt-removed PCC: the bar
@@ -51,13 +51,7 @@ def run_participant(out: Path, seed: int, models: list[str], directions: list[st
     results = {}
     for model in models:
         for direction in directions:
-            suffix, flags, _ = DIRECTIONS[direction]
-            name = model + suffix
-            run_dir, eval_dir = out / f"s{seed}" / "runs" / name, out / f"s{seed}" / "eval" / name
-            _run_cli(["train", "decoder", "--data", data, "--model", model, "--out", str(run_dir), "--seed", "0",
-                      *flags], run_dir / "DONE")
-            _run_cli(["evaluate", "--run", str(run_dir), "--data", data, "--out", str(eval_dir), "--seed", "0"],
-                     eval_dir / "metrics.json")
+            name, _, eval_dir = train_and_evaluate(out / f"s{seed}", data, model, direction)
             results[name] = json.loads((eval_dir / "metrics.json").read_text())
     return results
 
@@ -84,12 +78,13 @@ def tables(per_seed: dict[int, dict[str, dict]], models: list[str], directions: 
             linear = results["linear" + suffix]
             lin = np.asarray(linear["per_trial"]["decoded"][METRIC])
             none = np.asarray(linear["per_trial"]["baseline_onset_mean"][METRIC])
+            linear_vs_none = _gain(lin, none)
             for model in [m for m in models if m != "linear"]:
                 res = results[model + suffix]
                 assert [t["trial"] for t in res["trials"]] == [t["trial"] for t in linear["trials"]], (seed, model)
                 deep = np.asarray(res["per_trial"]["decoded"][METRIC])
                 gains = {"deep - linear": _gain(deep, lin), "deep - no-neural": _gain(deep, none),
-                         "linear - no-neural": _gain(lin, none)}
+                         "linear - no-neural": linear_vs_none}
                 rows.append(f"| seed {seed} | {direction} | {model} | {lin.mean():.3f} | {deep.mean():.3f} | "
                             f"{none.mean():.3f} | " + " | ".join(_cell(g) for g in gains.values()) + " |")
                 s = summary.setdefault((direction, model), {k: [] for k in gains})

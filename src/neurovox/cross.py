@@ -276,9 +276,9 @@ def score(model: SharedCoreDecoder, p: Participant, cfg: Any, seed: int) -> dict
     """Per-test-trial PCC / tilt-removed PCC of the decoded mel, of the trial-shuffled chance and of the
     no-neural (onset-aligned mean) baseline from the same training trials."""
     from neurovox.evaluate.baselines import baseline_windows
-    from neurovox.preprocess.splits import train_speech_mean_db
     from neurovox.evaluate.chance import shuffled_windows
     from neurovox.evaluate.metrics import pcc_per_trial, pcc_tilt_removed
+    from neurovox.preprocess.splits import train_speech_mean_db
 
     test = _batches(p, cfg, "test", seed)
     if len(test) < 2:
