@@ -62,6 +62,11 @@ def _gain(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     return paired_gain(a, b, generator=np.random.default_rng(0))
 
 
+def _chance(metrics: dict) -> float:
+    """The decoder's chance level: the same model fed trial-shuffled neural windows (`neurovox evaluate`)."""
+    return float(metrics["chance"]["shuffled"][METRIC]["mean"])
+
+
 def _cell(g: dict[str, float]) -> str:
     mark = " ✓" if g["ci_low"] > 0 else ""
     return f"{g['mean']:+.3f} [{g['ci_low']:+.3f}, {g['ci_high']:+.3f}]{mark}"
@@ -69,8 +74,8 @@ def _cell(g: dict[str, float]) -> str:
 
 def tables(per_seed: dict[int, dict[str, dict]], models: list[str], directions: list[str]) -> str:
     """One row per participant x direction x deep model, then a summary over participants."""
-    rows = ["| participant | direction | deep model | linear | deep | no-neural | deep - linear | deep - no-neural | "
-            "linear - no-neural |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| participant | direction | deep model | linear (chance) | deep (chance) | no-neural | deep - linear | "
+            "deep - no-neural | linear - no-neural |", "|---|---|---|---|---|---|---|---|---|"]
     summary: dict[tuple[str, str], dict[str, list]] = {}
     for seed, results in per_seed.items():
         for direction in directions:
@@ -85,8 +90,9 @@ def tables(per_seed: dict[int, dict[str, dict]], models: list[str], directions: 
                 deep = np.asarray(res["per_trial"]["decoded"][METRIC])
                 gains = {"deep - linear": _gain(deep, lin), "deep - no-neural": _gain(deep, none),
                          "linear - no-neural": linear_vs_none}
-                rows.append(f"| seed {seed} | {direction} | {model} | {lin.mean():.3f} | {deep.mean():.3f} | "
-                            f"{none.mean():.3f} | " + " | ".join(_cell(g) for g in gains.values()) + " |")
+                rows.append(f"| seed {seed} | {direction} | {model} | {lin.mean():.3f} ({_chance(linear):.3f}) | "
+                            f"{deep.mean():.3f} ({_chance(res):.3f}) | {none.mean():.3f} | "
+                            + " | ".join(_cell(g) for g in gains.values()) + " |")
                 s = summary.setdefault((direction, model), {k: [] for k in gains})
                 for k, g in gains.items():
                     s[k].append(g)
@@ -132,8 +138,9 @@ def main() -> int:
                 f"{(time.perf_counter() - t0) / 60:.0f} min in all (stages resumed from an earlier run count 0).\n\n"
                 f"Each participant is `neurovox simulate --seed S` ({args.encoding} encoding, 300 words, 8x8, SNR 0 dB; "
                 f"its own voice, placement and encoding draws), every decoder at its default configuration, scored "
-                f"like the decoder table on its 50 held-out test trials: tilt-removed PCC (per-trial mean), gains "
-                f"with a paired bootstrap 95% CI over those trials (✓: CI above 0). No default, hyperparameter or "
+                f"like the decoder table on its 50 held-out test trials: tilt-removed PCC (per-trial mean; chance = the "
+                f"same model fed trial-shuffled neural windows; no-neural = the onset-aligned mean of the training "
+                f"windows), gains with a paired bootstrap 95% CI over those trials (✓: CI above 0). No default, hyperparameter or "
                 f"branch weight was chosen on these participants.\n\n{table}\n")
         write_generated_section(name, "participants.py", body)
         print("BENCHMARKS.md updated")
