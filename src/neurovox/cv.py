@@ -1,6 +1,6 @@
 """`neurovox cv`: cross-validate one or several decoders, fold by fold, resumable.
 
-    run_cv("data/sim.h5", speech_run="runs/speech", models=["resnet", "lstm", "linear"],
+    run_cv("data/sim.h5", speech_run="runs/speech", models=["lstm", "resnet", "linear"],
            out_dir="runs/cv", split="kfold", n_folds=10)
 
 No fold is scored through a speech model that heard its test trials: a given ``speech_run`` is checked
@@ -228,7 +228,7 @@ def run_cv(data_path: str | Path, models: Sequence[str], out_dir: str | Path, *,
     """
     check_option("split", split, SPLITS)
     if not models:
-        raise ConfigError("run_cv needs at least one model (e.g. --models resnet,lstm,linear).")
+        raise ConfigError("run_cv needs at least one model (e.g. --models lstm,resnet,linear).")
     if n_folds < 2 and split in ("kfold", "swpd"):
         raise ConfigError(f"--folds must be at least 2 for the {split!r} split, got {n_folds}.")
     data_path = Path(data_path)

@@ -1,6 +1,6 @@
 """`neurovox cv`: cross-validate decoders fold by fold (resumable) and write one comparison report.
 
-    neurovox cv --data FILE --speech RUN --models resnet,lstm,linear --split kfold --folds 5 --out DIR
+    neurovox cv --data FILE --speech RUN --models lstm,resnet,linear --split kfold --folds 5 --out DIR
 
 Each (model, fold) is an independent job in OUT/<model>/fold<k>/ (train, evaluate, DONE); finished folds
 are not recomputed on rerun. Writes OUT/cv_summary.json (mean and SEM across folds, with chance, the
@@ -24,7 +24,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="train one speech model per fold on that fold's training trials (OUT/speech/fold<k>/)")
     p.add_argument("--speech-set", action="append", default=[], metavar="KEY=VALUE",
                    help="a setting of the per-fold speech models, e.g. speech.max_steps=700 (repeatable)")
-    p.add_argument("--models", default="resnet,lstm,linear", help="comma-separated decoders (default resnet,lstm,linear)")
+    p.add_argument("--models", default="lstm,resnet,linear", help="comma-separated decoders (default lstm,resnet,linear)")
     p.add_argument("--causal", action="store_true", help="train strictly causal decoders")
     p.add_argument("--split", default="kfold", help="kfold | flinker | lowo | swpd (default kfold)")
     p.add_argument("--folds", type=int, default=None,

@@ -2,7 +2,7 @@
 output the mel spectrogram (`--target mel`, the default) or the 18 formant parameters through the frozen
 speech model of a `neurovox train speech` run (`--target formant --speech RUN`).
 
-    neurovox train decoder --data sim/sim01.h5 --model resnet --causal --out runs/resnet_c
+    neurovox train decoder --data sim/sim01.h5 --causal --out runs/lstm_c
     neurovox train decoder --data sim/sim01.h5 --model resnet --target formant --speech runs/speech --out runs/resnet_f
     neurovox train decoder --data sim/sim01.h5 --model linear --out runs/linear --quick
     neurovox train decoder --data a.h5 --data b.h5 --test-data c.h5 --model lstm --out runs/cross
@@ -31,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--speech", metavar="RUN", default=None,
                    help="speech run (frozen encoder + synthesizer) for --target formant; without it the formant "
                         "decoders train through the default synthesizer with the spectral loss only")
-    p.add_argument("--model", choices=MODELS, default=None, help="decoder architecture (default: the config's, resnet)")
+    p.add_argument("--model", choices=MODELS, default=None, help="decoder architecture (default: the config's, lstm)")
     p.add_argument("--target", choices=("mel", "formant"), default=None,
                    help="deep decoders' output: mel spectrogram (default; Griffin-Lim vocoder) or the 18 formant "
                         "parameters rendered by the speech model's synthesizer")
@@ -56,7 +56,7 @@ def build_config(args: argparse.Namespace):
     overrides = list(args.overrides or [])
     model = args.model
     if model is None:
-        model = parse_overrides(overrides).get("decoder", {}).get("model", "resnet")
+        model = parse_overrides(overrides).get("decoder", {}).get("model", "lstm")
     quick = quick_settings(model)
     flags = []
     if args.model is not None:
