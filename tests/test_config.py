@@ -58,7 +58,7 @@ RUN_CONFIGS = [
         "split": {"scheme": "kfold", "n_folds": 5}, "synth": {"pitch_range": "male", "noise_gain": 0.75},
         "encoder": {"dropout": 0.15}, "speech": {"device": "cpu", "w_praat": 0.5}}),
     ("neurovox.decoders.config", "DecoderRunConfig", {
-        "seed": 3, "decoder": {"model": "lstm", "spec_ffts": (512, 2048), "resnet_widths": (8, 16, 32, 64),
+        "seed": 3, "decoder": {"model": "swin", "spec_ffts": (512, 2048), "resnet_widths": (8, 16, 32, 64),
                                "swin_depths": (1, 3), "lr": 0.0025, "target": "formant", "aug_gain_sd": 0.2},
         "prepare": {"line_noise_hz": 50.0}, "split": {"fold": 2}}),
     ("neurovox.diffusion.train_prior", "PriorRunConfig", {
