@@ -317,7 +317,7 @@ def test_train_decoder_cli_config_layers_quick_flags_and_overrides():
     args = build_parser().parse_args(["train", "decoder", "--data", "x.h5", "--out", "r", "--target", "formant",
                                       "--set", "decoder.preset=paper"])
     cfg = build_config(args)
-    assert (cfg.decoder.model, cfg.decoder.causal, cfg.decoder.target) == ("resnet", False, "formant")
+    assert (cfg.decoder.model, cfg.decoder.causal, cfg.decoder.target) == ("lstm", False, "formant")
     assert cfg.decoder.resnet_widths == PAPER_SIZES["resnet_widths"] and cfg.decoder.rnn_layers == 3
     both = build_parser().parse_args(["train", "decoder", "--data", "x.h5", "--out", "r", "--set", "decoder.preset=paper",
                                       "--set", "decoder.resnet_widths=[8,16]"])

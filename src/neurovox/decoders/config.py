@@ -19,9 +19,9 @@ TARGETS = ("mel", "formant")
 class DecoderTrainConfig:
     """Stage-2 decoder training (flat; sizes of every model live here, the chosen one is used)."""
 
-    model: str = "lstm"                  # decoder: "linear" | "resnet" | "swin" | "lstm" | "gru"; the LSTM is ahead of
-                                         # the ResNet3D on both benchmark participants at a quarter of its training
-                                         # time (BENCHMARKS.md, decoder tables)
+    model: str = "lstm"                  # decoder: "linear" | "resnet" | "swin" | "lstm" | "gru"; non-causal, the
+                                         # LSTM is ahead of the ResNet3D on both benchmark participants, at a quarter
+                                         # of its training time (BENCHMARKS.md, decoder tables)
     causal: bool = False                 # strictly causal model (output frame t sees neural frames <= t)
     anticausal: bool = False             # strictly anticausal model (output frame t sees neural frames >= t): the
                                          # mirror of causal, for the reference paper's comparison; cannot stream
