@@ -98,6 +98,8 @@ def markdown_section(result: dict) -> str:
 def replace_generated_section(md: Path, name: str, section: str) -> None:
     """Put `section` (which begins with "<!-- generated:NAME ..." and ends with "<!-- /generated:NAME -->")
     in place of the section of that name in `md`, or append it the first time."""
+    from neurovox.utils.files import write_text_atomic  # here: the runner itself imports no neurovox
+
     text = md.read_text() if md.exists() else "# neurovox benchmarks\n"
     start = text.find(f"<!-- generated:{name} ")
     end_marker = f"<!-- /generated:{name} -->\n"
@@ -106,7 +108,7 @@ def replace_generated_section(md: Path, name: str, section: str) -> None:
         text = text[:start] + section + text[end + len(end_marker):]
     else:
         text = text.rstrip("\n") + "\n\n" + section
-    md.write_text(text)
+    write_text_atomic(md, text)  # an interrupted write never leaves a truncated BENCHMARKS.md
 
 
 def write_generated_section(name: str, script: str, body: str) -> None:

@@ -100,24 +100,26 @@ def test_gaps_are_filled_and_a_lost_stream_is_resumed(causal_run):
     assert stats["frames"] == 200  # 197 received + 3 held
 
 
-def test_bad_streams_and_runs_are_named(causal_run):
+def test_bad_streams_and_runs_are_named(causal_run, tmp_path):
     from neurovox.realtime.lsl import neural_outlet
     from neurovox.realtime.stream import run_stream
 
     run, noncausal, _ = causal_run
+    wav = tmp_path / "x.wav"
     with pytest.raises(DataError, match="No LSL stream named 'nv-nothing'"):
-        run_stream(run, "nv-nothing", out_wav="x.wav", resolve_timeout_s=0.5)
+        run_stream(run, "nv-nothing", out_wav=wav, resolve_timeout_s=0.5)
     few = neural_outlet("nv-test-few", ["a", "b", "c"], ["ecog"] * 3, "a.u.", 125.0, "nv-few")  # noqa: F841
     with pytest.raises(DataError, match="3 channels; run .* trained on 64"):
-        run_stream(run, "nv-test-few", out_wav="x.wav", resolve_timeout_s=5)
+        run_stream(run, "nv-test-few", out_wav=wav, resolve_timeout_s=5)
     raw = neural_outlet("nv-test-raw", [f"G{i}" for i in range(64)], ["ecog"] * 64, "V", 1024.0, "nv-raw")  # noqa: F841
     with pytest.raises(DataError, match="1024 Hz.*raw voltage"):
-        run_stream(run, "nv-test-raw", out_wav="x.wav", resolve_timeout_s=5)
+        run_stream(run, "nv-test-raw", out_wav=wav, resolve_timeout_s=5)
     wrong = neural_outlet("nv-test-labels", [f"X{i}" for i in range(64)], ["ecog"] * 64, "a.u.", 125.0, "nv-lab")  # noqa: F841
     with pytest.raises(DataError, match="channel 0 is labelled 'X0'"):
-        run_stream(run, "nv-test-labels", out_wav="x.wav", resolve_timeout_s=5)
+        run_stream(run, "nv-test-labels", out_wav=wav, resolve_timeout_s=5)
     with pytest.raises(ConfigError, match="not causal"):
-        run_stream(noncausal, "nv-test-raw", out_wav="x.wav", resolve_timeout_s=1)
+        run_stream(noncausal, "nv-test-raw", out_wav=wav, resolve_timeout_s=1)
+    assert not any(tmp_path.iterdir())  # refused before any output, not even a temporary file, was written
 
 
 def test_raw_stream_is_prepared_causally_like_training(tmp_path):
