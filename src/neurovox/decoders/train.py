@@ -423,7 +423,8 @@ def _print_cost(module: DecoderModule, loader: Any, cfg: DecoderTrainConfig, dec
     n_ref = min(total, cfg.ref_only_steps) if module.in_ref_phase() else 0
     ref_s = step_s(False) if n_ref else 0.0
     spec_s = step_s(True) if total > n_ref else 0.0  # a reference-only run never synthesises
-    total_min = (ref_s * n_ref + spec_s * (total - n_ref)) * 1.3 / 60  # +30 % for validation
+    total_s = (ref_s * n_ref + spec_s * (total - n_ref)) * 1.3  # +30 % for validation
+    cost = f"{total_s:.0f} s" if total_s < 90 else f"{total_s / 60:.0f} min"
     if cfg.target == "mel":
         phases = f"{total} steps x ~{spec_s:.2f} s"
     else:
@@ -431,8 +432,9 @@ def _print_cost(module: DecoderModule, loader: Any, cfg: DecoderTrainConfig, dec
                  f"{total - n_ref} steps through the synthesizer x ~{spec_s:.2f} s"
     budget = f"{steps} steps/epoch x up to {cfg.max_epochs} epochs" + (f", at most {cfg.max_steps} steps" if cfg.max_steps else "")
     print(f"decoder {cfg.model}{direction_note(cfg)}, target {cfg.target}: {decoder.n_params / 1e6:.2f} M "
-          f"parameters; {budget}: {phases} = up to ~{total_min:.0f} min on "
-          f"this machine (early stopping after {cfg.patience} epochs without improvement may end sooner)", flush=True)
+          f"parameters; {budget}: {phases} = up to ~{cost} on this machine"
+          + (f" (early stopping after {cfg.patience} epochs without improvement may end sooner)"
+             if cfg.patience < cfg.max_epochs else ""), flush=True)
 
 
 def save_model(path: Path, name: str, model: NeuralDecoder, *, synth: torch.nn.Module | None = None,
