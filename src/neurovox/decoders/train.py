@@ -192,7 +192,7 @@ def train_decoder(data_path: str | Path, out: str | Path, cfg: Any, *, speech_ru
     run = start_run(out, kind="decoder", config=cfg, seed=cfg.seed, data_path=data_path, overwrite=overwrite,
                     extra_meta=extra)
     write_json_atomic(run.path / "normalizer.json", normalizer.state_dict())
-    if getattr(prepared, "stream_input", None) is not None:
+    if prepared.stream_input is not None:
         write_json_atomic(run.path / "stream_input.json", prepared.stream_input)
     write_json_atomic(run.path / "layout.json", layout.to_dict() if layout is not None else None)
     t0 = time.time()

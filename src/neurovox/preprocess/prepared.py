@@ -66,6 +66,8 @@ class Prepared:
     mel23_log: np.ndarray | None = None   # (n_frames, 23) float32, SWPD-style natural-log mel
     notes: list[str] = field(default_factory=list)   # what was computed and how
     from_cache: bool = False    # True when loaded from the on-disk cache
+    stream_input: dict | None = None  # what a live stream must carry for a causal run (stream_input_description);
+                                      # set by the decoder's data preparation, not cached
 
     @property
     def n_frames(self) -> int:
