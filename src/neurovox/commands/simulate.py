@@ -15,7 +15,6 @@ import argparse
 
 from neurovox.cli import add_config_args
 from neurovox.simulate.config import ENCODINGS, LAYOUTS, SIM_KINDS
-from neurovox.simulate.output import SimulateRunConfig, write_simulation
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -36,9 +35,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
-def build_config(args: argparse.Namespace) -> SimulateRunConfig:
-    """Defaults < --config < the flags below < --set (as every command)."""
+def build_config(args: argparse.Namespace):
+    """Defaults < --config < the flags below < --set (as every command): a SimulateRunConfig."""
     from neurovox.cli import config_from_args
+    from neurovox.simulate.output import SimulateRunConfig  # here: the encoding models import torch and scipy
 
     flags = [f"simulate.{key}={getattr(args, key)}" for key in ("layout", "encoding", "kind", "snr_db", "n_trials")
              if getattr(args, key) is not None]
@@ -46,5 +46,7 @@ def build_config(args: argparse.Namespace) -> SimulateRunConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from neurovox.simulate.output import write_simulation
+
     write_simulation(build_config(args), args.out, overwrite=args.overwrite)
     return 0

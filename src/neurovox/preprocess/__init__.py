@@ -8,19 +8,17 @@ channels found automatically (flat, noisy, spiky).
     train = WindowDataset(prepared, split, norm, "train", generator=torch.Generator().manual_seed(0))
 """
 
-from neurovox.preprocess.bad_channels import BadChannelReport, find_bad_channels, with_bad_channels
-from neurovox.preprocess.config import HighGammaConfig, PrepareConfig
-from neurovox.preprocess.datasets import WindowDataset, make_loader, stack_windows
-from neurovox.preprocess.highgamma import CausalHighGamma, extract_high_gamma
-from neurovox.preprocess.prepared import Prepared, default_cache_dir, load_prepared, prepare, save_prepared
-from neurovox.preprocess.reference import make_reference
-from neurovox.preprocess.speech import SpeechFeatures, compute_speech_features, whisper_log_mel
-from neurovox.preprocess.splits import Normalizer, Split, make_split
+import lazy_loader
 
-__all__ = [
-    "BadChannelReport", "find_bad_channels", "with_bad_channels",
-    "HighGammaConfig", "PrepareConfig", "WindowDataset", "make_loader", "stack_windows", "CausalHighGamma",
-    "extract_high_gamma", "Prepared", "default_cache_dir", "load_prepared", "prepare", "save_prepared",
-    "make_reference", "SpeechFeatures", "compute_speech_features", "whisper_log_mel", "Normalizer", "Split",
-    "make_split",
-]
+# Imported on first use, so that `neurovox.preprocess.config` (read by the CLI to build `neurovox --help`) does
+# not pull in torch and scipy.
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "bad_channels": ["BadChannelReport", "find_bad_channels", "with_bad_channels"],
+    "config": ["HighGammaConfig", "PrepareConfig"],
+    "datasets": ["WindowDataset", "make_loader", "stack_windows"],
+    "highgamma": ["CausalHighGamma", "extract_high_gamma"],
+    "prepared": ["Prepared", "default_cache_dir", "load_prepared", "prepare", "save_prepared"],
+    "reference": ["make_reference"],
+    "speech": ["SpeechFeatures", "compute_speech_features", "whisper_log_mel"],
+    "splits": ["Normalizer", "Split", "make_split"],
+})

@@ -14,13 +14,15 @@ flite and espeak-ng voices); the encoding models are documented in docs/simulato
 `neurovox.simulate.realistic` (default) and `neurovox.simulate.neural` (linear).
 """
 
-from neurovox.simulate.config import ENCODINGS, LAYOUTS, TASKS, SimulateConfig
-from neurovox.simulate.corpus import Corpus, Utterance, load_corpus
-from neurovox.simulate.layouts import Layout, make_layout
-from neurovox.simulate.participant import GroundTruth, simulate, simulate_participant
-from neurovox.simulate.speech import speech_feature
-from neurovox.simulate.truth import encoding_strength, ground_truth_high_gamma
+import lazy_loader
 
-__all__ = ["encoding_strength", "ENCODINGS", "LAYOUTS", "TASKS", "SimulateConfig", "Corpus", "Utterance", "load_corpus", "Layout", "make_layout",
-           "GroundTruth", "simulate", "simulate_participant", "speech_feature",
-           "ground_truth_high_gamma"]
+# Imported on first use, so that `neurovox.simulate.config` (read by the CLI to build `neurovox --help`) does
+# not pull in torch and scipy through the encoding models.
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "config": ["ENCODINGS", "LAYOUTS", "TASKS", "SimulateConfig"],
+    "corpus": ["Corpus", "Utterance", "load_corpus"],
+    "layouts": ["Layout", "make_layout"],
+    "participant": ["GroundTruth", "simulate", "simulate_participant"],
+    "speech": ["speech_feature"],
+    "truth": ["encoding_strength", "ground_truth_high_gamma"],
+})
